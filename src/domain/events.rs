@@ -1,0 +1,116 @@
+//! The events recorded in a device stream. Their JSON form is what the event store keeps,
+//! so field names here are part of the on-disk format: add fields with defaults, never
+//! rename or remove one.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+/// Whether an event raises or clears its alert.
+///
+/// The declaration order matters: in the ledger's total order an alarm sorts before a
+/// recovery with the same effective time, so ties resolve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Alarm,
+    Recovery,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Alarm => "alarm",
+            Kind::Recovery => "recovery",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Critical,
+    Major,
+    Minor,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [
+        Severity::Critical,
+        Severity::Major,
+        Severity::Minor,
+        Severity::Warning,
+        Severity::Info,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Major => "major",
+            Severity::Minor => "minor",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// One alarm or recovery as it was recorded. `recorded_at` is the server's clock at the
+/// moment the event was first appended; everything else is what the sender submitted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    pub event_id: String,
+    pub kind: Kind,
+    pub alert_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub recorded_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolves: Option<String>,
+}
+
+/// What the event store keeps for a device. Internally tagged so that every variant's
+/// `event_id` and `alert_key` sit at the top of the stored JSON, where the store's
+/// generated columns index them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DeviceEvent {
+    Recorded(RecordedEvent),
+}
+
+impl DeviceEvent {
+    pub fn recorded(&self) -> &RecordedEvent {
+        match self {
+            DeviceEvent::Recorded(event) => event,
+        }
+    }
+}
+
+impl DomainEvent for DeviceEvent {
+    fn event_type(&self) -> String {
+        match self {
+            DeviceEvent::Recorded(event) => event.kind.as_str().to_string(),
+        }
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
