@@ -1,7 +1,29 @@
-//! alert-ledger: an event-sourced alert ledger.
+//! alert-ledger: an event-sourced alert ledger. Alarms and recoveries are appended to
+//! per-device streams; alert state is a pure function of the recorded event set, so the
+//! order in which requests arrive never matters.
 //!
 //! # Layout
 //!
 //! - [`domain`]: the device aggregate, its commands and events, and the pure fold that
-//!   turns an alert's event set into its state. No I/O.
+//!   turns an alert's event set into its state and episodes. No I/O.
+//! - [`store`]: the event store on SQLite or PostgreSQL (cqrs-es underneath),
+//!   migrations, and reads of the log.
+//! - [`projections`]: the read-model tables (alert state, episodes, device summary),
+//!   kept up to date by applying the fold, and queries on them.
+//! - [`ledger`]: the one path that records events: idempotency, bounded conflict
+//!   retries, then a projection update.
+//! - [`submission`]: parsing and validating submitted events (HTTP and import).
+//! - [`http`]: the REST API; [`error`]: its problem+json errors.
+//! - [`server`]: opening the ledger and serving until shutdown; [`config`]: the
+//!   command line; [`cli`]: the `import` command.
+
+pub mod cli;
+pub mod config;
 pub mod domain;
+pub mod error;
+pub mod http;
+pub mod ledger;
+pub mod projections;
+pub mod server;
+pub mod store;
+pub mod submission;

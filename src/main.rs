@@ -1,1 +1,83 @@
-fn main() {}
+//! The `alert-ledger` binary: parse the command line and hand over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use alert_ledger::cli::import::import;
+use alert_ledger::config::{Cli, Command, LogFormat};
+use alert_ledger::server;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
+    }
+    match cli.command {
+        Command::Serve(args) => {
+            let state = match server::open(&args.ledger).await {
+                Ok(state) => state,
+                Err(error) => {
+                    tracing::error!(%error, "cannot open the ledger database");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let listener = match TcpListener::bind(args.listen).await {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::error!(%error, listen = %args.listen, "cannot listen");
+                    return ExitCode::FAILURE;
+                }
+            };
+            tracing::info!(listen = %args.listen, engine = state.db.engine(), "alert-ledger serving");
+            let db = state.db.clone();
+            if let Err(error) = server::run(listener, state, server::shutdown_signal()).await {
+                tracing::error!(%error, "server failed");
+                return ExitCode::FAILURE;
+            }
+            db.close().await;
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Command::Import(args) => {
+            let state = match server::open(&args.ledger).await {
+                Ok(state) => state,
+                Err(error) => {
+                    tracing::error!(%error, "cannot open the ledger database");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match import(&state.ledger, &args.file, usize::from(args.batch_size)).await {
+                Ok(summary) => {
+                    for (line, reason) in &summary.refused {
+                        eprintln!("line {line}: refused: {reason}");
+                    }
+                    println!(
+                        "recorded {}, duplicate {}, refused {}",
+                        summary.recorded,
+                        summary.duplicates,
+                        summary.refused.len()
+                    );
+                    state.db.close().await;
+                    if summary.refused.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(2)
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "import failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Command-line and environment configuration: every option is also an env var.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::domain::FoldConfig;
+use crate::store::ConnectOptions;
+
+#[derive(Debug, Parser)]
+#[command(name = "alert-ledger", version, about = "An event-sourced alert ledger")]
+pub struct Cli {
+    /// Log output format.
+    #[arg(long, env = "ALERT_LEDGER_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve(ServeArgs),
+    /// Append newline-delimited JSON events from a file (or `-` for stdin).
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ALERT_LEDGER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// NDJSON file, one event object per line; `-` reads standard input.
+    pub file: PathBuf,
+    /// Events recorded per database round.
+    #[arg(long, env = "ALERT_LEDGER_IMPORT_BATCH", default_value_t = 500,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub batch_size: u16,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+/// Options shared by every command that opens the ledger.
+#[derive(Clone, Debug, Args)]
+pub struct LedgerArgs {
+    /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST/DB`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://alert-ledger.db")]
+    pub database_url: String,
+    /// Database connection pool size.
+    #[arg(long, env = "ALERT_LEDGER_MAX_CONNECTIONS", default_value_t = 10)]
+    pub max_connections: u32,
+    /// Seconds to wait for a pooled connection before answering 503.
+    #[arg(long, env = "ALERT_LEDGER_ACQUIRE_TIMEOUT_SECONDS", default_value_t = 5)]
+    pub acquire_timeout_seconds: u64,
+    /// How far in the future (seconds past recording) an occurred_at is trusted.
+    #[arg(long, env = "ALERT_LEDGER_MAX_FUTURE_SKEW_SECONDS", default_value_t = 300)]
+    pub max_future_skew_seconds: u32,
+    /// Attempts at appending to a contended device stream before answering 503.
+    #[arg(long, env = "ALERT_LEDGER_MAX_APPEND_ATTEMPTS", default_value_t = 10,
+          value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub max_append_attempts: u16,
+}
+
+impl LedgerArgs {
+    pub fn with_database_url(url: impl Into<String>) -> Self {
+        Self {
+            database_url: url.into(),
+            max_connections: 10,
+            acquire_timeout_seconds: 5,
+            max_future_skew_seconds: 300,
+            max_append_attempts: 10,
+        }
+    }
+
+    pub fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions {
+            url: self.database_url.clone(),
+            max_connections: self.max_connections,
+            acquire_timeout: Duration::from_secs(self.acquire_timeout_seconds),
+        }
+    }
+
+    pub fn fold_config(&self) -> FoldConfig {
+        FoldConfig {
+            max_future_skew: chrono::Duration::seconds(i64::from(self.max_future_skew_seconds)),
+        }
+    }
+}

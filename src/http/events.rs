@@ -1,0 +1,181 @@
+//! `POST /v1/events` (record one event or a batch) and
+//! `GET /v1/devices/{device_id}/events` (the audit trail).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::params::{decode_cursor, encode_cursor, limit, parse_query, path_name};
+use super::{AppState, MAX_BODY_BYTES};
+use crate::domain::fold::effective_time;
+use crate::domain::FoldConfig;
+use crate::error::{ApiError, FieldError};
+use crate::ledger::{ItemResult, Outcome};
+use crate::store::{EventLog, StoredEvent};
+use crate::submission::{check_name, parse_json, validate_body, Submission, MAX_NAME_CHARS};
+use crate::with_pool;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/events", post(record))
+        .route("/v1/devices/{device_id}/events", get(trail))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+async fn record(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(MAX_BODY_BYTES)
+        } else {
+            ApiError::MalformedJson(rejection.body_text())
+        }
+    })?;
+    if !is_json(&headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let value = parse_json(&body).map_err(ApiError::MalformedJson)?;
+    let submission = validate_body(value).map_err(ApiError::InvalidEvent)?;
+    match submission {
+        Submission::One(event) => {
+            let mut results = state.ledger.record(vec![event]).await?;
+            let result = results
+                .pop()
+                .ok_or_else(|| ApiError::Internal("no result for a recorded event".into()))?;
+            match result.outcome {
+                Outcome::Recorded => Ok((StatusCode::CREATED, Json(item_json(&result))).into_response()),
+                Outcome::Duplicate => Ok((StatusCode::OK, Json(item_json(&result))).into_response()),
+                Outcome::Conflict => Err(conflict(&result)),
+            }
+        }
+        Submission::Batch(events) => {
+            let results = state.ledger.record(events).await?;
+            let count = |o: Outcome| results.iter().filter(|r| r.outcome == o).count();
+            let items: Vec<Value> = results
+                .iter()
+                .map(|result| match result.outcome {
+                    Outcome::Recorded | Outcome::Duplicate => {
+                        let mut item = item_json(result);
+                        item["status"] = json!(if result.outcome == Outcome::Recorded { 201 } else { 200 });
+                        item
+                    }
+                    Outcome::Conflict => conflict(result).problem(),
+                })
+                .collect();
+            Ok(Json(json!({
+                "recorded": count(Outcome::Recorded),
+                "duplicates": count(Outcome::Duplicate),
+                "conflicts": count(Outcome::Conflict),
+                "items": items,
+            }))
+            .into_response())
+        }
+    }
+}
+
+fn conflict(result: &ItemResult) -> ApiError {
+    ApiError::Conflict {
+        detail: format!(
+            "event {} is already recorded for device {} with different content",
+            result.event_id, result.device_id
+        ),
+        event_id: result.event_id.clone(),
+        stream_version: result.stream_version,
+    }
+}
+
+fn item_json(result: &ItemResult) -> Value {
+    json!({
+        "event_id": result.event_id,
+        "device_id": result.device_id,
+        "alert_key": result.alert_key,
+        "stream_version": result.stream_version,
+        "duplicate": result.outcome == Outcome::Duplicate,
+        "alert": result.alert,
+    })
+}
+
+/// One event of the audit trail, as the API shows it.
+pub fn event_json(device_id: &str, stored: &StoredEvent, fold: &FoldConfig) -> Value {
+    let event = &stored.event;
+    let (effective_at, clock_skew) = effective_time(event, fold);
+    json!({
+        "event_id": event.event_id,
+        "device_id": device_id,
+        "stream_version": stored.stream_version,
+        "kind": event.kind,
+        "alert_key": event.alert_key,
+        "occurred_at": event.occurred_at.unwrap_or(event.recorded_at),
+        "occurred_at_given": event.occurred_at.is_some(),
+        "effective_at": effective_at,
+        "clock_skew": clock_skew,
+        "recorded_at": event.recorded_at,
+        "severity": event.severity,
+        "summary": event.summary,
+        "labels": event.labels,
+        "payload": event.payload,
+        "source": event.source,
+        "resolves": event.resolves,
+    })
+}
+
+async fn trail(
+    State(state): State<AppState>,
+    Path(device_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    path_name("device_id", &device_id)?;
+    let params = parse_query(query.as_deref(), &["alert_key", "limit", "cursor"])?;
+    let limit = limit(&params)?;
+    let alert_key = params.get("alert_key").map(String::as_str);
+    if let Some(key) = alert_key {
+        check_name(key, MAX_NAME_CHARS)
+            .map_err(|why| ApiError::InvalidQuery(vec![FieldError::new("alert_key", why)]))?;
+    }
+    let after = match params.get("cursor") {
+        None => 0,
+        Some(cursor) => decode_cursor(cursor, 1)?[0].parse::<i64>().map_err(|_| {
+            ApiError::InvalidQuery(vec![FieldError::new("cursor", "is not a cursor this API returned")])
+        })?,
+    };
+    let head = with_pool!(&state.db, pool => pool.stream_head(&device_id).await)?;
+    if head == 0 {
+        return Err(ApiError::NotFound(format!("no events recorded for device {device_id}")));
+    }
+    let events = with_pool!(&state.db, pool => pool.trail(&device_id, alert_key, after, limit).await)?;
+    let next_cursor = match events.last() {
+        Some(last) if events.len() as i64 == limit => {
+            Some(encode_cursor(&[&last.stream_version.to_string()]))
+        }
+        _ => None,
+    };
+    let events: Vec<Value> = events
+        .iter()
+        .map(|e| event_json(&device_id, e, &state.fold))
+        .collect();
+    Ok(Json(json!({
+        "device_id": device_id,
+        "stream_version": head,
+        "events": events,
+        "next_cursor": next_cursor,
+    })))
+}

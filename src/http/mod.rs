@@ -1,0 +1,40 @@
+//! The HTTP API (BRIEF §4): one `router()` per resource, merged here, plus the
+//! problem+json answers for unknown routes, wrong methods and oversized bodies.
+
+mod alerts;
+mod events;
+mod health;
+mod params;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+use crate::domain::FoldConfig;
+use crate::error::ApiError;
+use crate::ledger::Ledger;
+use crate::store::Db;
+
+/// Request bodies larger than this get 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub ledger: Arc<Ledger>,
+    pub db: Db,
+    pub fold: FoldConfig,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(events::router())
+        .merge(alerts::router())
+        .merge(health::router())
+        .fallback(|| async { ApiError::NotFound("no such resource".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,269 @@
+//! Recording events: the one path every sender takes (HTTP, import).
+//!
+//! For each device in a submission: load the stream head, look up which submitted ids
+//! the stream already holds, hand the rest to the device aggregate, and commit with
+//! optimistic versioning. A version conflict means another writer appended first, so the
+//! whole step — lookup included — is retried with jitter, a bounded number of times.
+//! Because the lookup runs after the head is read, a duplicate that commits concurrently
+//! always surfaces either in the lookup or as a conflict: never as a second copy.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
+use rand::Rng;
+
+use crate::domain::{Device, DeviceCommand, DeviceServices, NewEvent};
+use crate::projections::{AlertRow, Projector, ReadModels};
+use crate::store::event_store::DeviceStreams;
+use crate::store::{is_unavailable, Db, EventLog, StoreError, StoredEvent};
+use crate::with_pool;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Appended now.
+    Recorded,
+    /// The stream already holds this event with the same content.
+    Duplicate,
+    /// The stream holds this event id with different content; nothing was recorded.
+    Conflict,
+}
+
+#[derive(Clone, Debug)]
+pub struct ItemResult {
+    pub event_id: String,
+    pub device_id: String,
+    pub alert_key: String,
+    pub outcome: Outcome,
+    /// The stream version of the event now recorded under this id.
+    pub stream_version: i64,
+    /// The alert's state after the submission; `None` if the read model could not be
+    /// brought up to date (the event is recorded; the projection catches up later).
+    pub alert: Option<AlertRow>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("device {0} stayed contended after {1} attempts")]
+    Contended(String, usize),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for LedgerError {
+    fn from(error: StoreError) -> Self {
+        if error.is_unavailable() {
+            LedgerError::Unavailable(error.to_string())
+        } else {
+            LedgerError::Internal(error.to_string())
+        }
+    }
+}
+
+pub struct Ledger {
+    db: Db,
+    streams: DeviceStreams,
+    services: DeviceServices,
+    projector: Projector,
+    max_attempts: usize,
+}
+
+/// What a commit attempt concluded.
+enum Attempt {
+    Done(Vec<(usize, Outcome, i64)>),
+    Conflict,
+}
+
+impl Ledger {
+    pub fn new(db: Db, projector: Projector, max_attempts: usize) -> Self {
+        Self {
+            streams: DeviceStreams::new(&db),
+            db,
+            services: DeviceServices::system_clock(),
+            projector,
+            max_attempts: max_attempts.max(1),
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Record a submission. Results come back in submission order.
+    pub async fn record(&self, events: Vec<NewEvent>) -> Result<Vec<ItemResult>, LedgerError> {
+        let mut by_device: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (index, event) in events.iter().enumerate() {
+            by_device.entry(&event.device_id).or_default().push(index);
+        }
+        let mut outcomes: Vec<Option<(Outcome, i64)>> = vec![None; events.len()];
+        for (device_id, indexes) in &by_device {
+            let items: Vec<&NewEvent> = indexes.iter().map(|i| &events[*i]).collect();
+            for (position, outcome, version) in self.record_device(device_id, &items).await? {
+                outcomes[indexes[position]] = Some((outcome, version));
+            }
+            if let Err(error) = self.projector.catch_up(device_id).await {
+                tracing::error!(device_id, %error, "projection update failed; it will catch up");
+            }
+        }
+        let mut alerts: HashMap<(&str, &str), Option<AlertRow>> = HashMap::new();
+        for event in &events {
+            let key = (event.device_id.as_str(), event.alert_key.as_str());
+            if !alerts.contains_key(&key) {
+                let row = with_pool!(&self.db, pool => pool.alert(key.0, key.1).await)
+                    .unwrap_or_else(|error| {
+                        tracing::error!(%error, "reading alert state failed");
+                        None
+                    });
+                alerts.insert(key, row);
+            }
+        }
+        let mut results = Vec::with_capacity(events.len());
+        for (event, outcome) in events.iter().zip(outcomes) {
+            let (outcome, stream_version) = outcome
+                .ok_or_else(|| LedgerError::Internal("an item was left without an outcome".into()))?;
+            results.push(ItemResult {
+                event_id: event.event_id.clone(),
+                device_id: event.device_id.clone(),
+                alert_key: event.alert_key.clone(),
+                outcome,
+                stream_version,
+                alert: alerts
+                    .get(&(event.device_id.as_str(), event.alert_key.as_str()))
+                    .cloned()
+                    .flatten(),
+            });
+        }
+        Ok(results)
+    }
+
+    async fn record_device(
+        &self,
+        device_id: &str,
+        items: &[&NewEvent],
+    ) -> Result<Vec<(usize, Outcome, i64)>, LedgerError> {
+        for attempt in 1..=self.max_attempts {
+            match self.try_record_device(device_id, items).await? {
+                Attempt::Done(outcomes) => return Ok(outcomes),
+                Attempt::Conflict => {
+                    let ceiling = 2u64.saturating_pow(attempt.min(6) as u32);
+                    let wait = rand::thread_rng().gen_range(1..=ceiling);
+                    tracing::debug!(device_id, attempt, wait_ms = wait, "stream version conflict");
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+            }
+        }
+        Err(LedgerError::Contended(device_id.to_string(), self.max_attempts))
+    }
+
+    async fn try_record_device(
+        &self,
+        device_id: &str,
+        items: &[&NewEvent],
+    ) -> Result<Attempt, LedgerError> {
+        let mut context = self.load(device_id).await?;
+        let ids: Vec<&str> = items.iter().map(|e| e.event_id.as_str()).collect();
+        let existing: HashMap<String, StoredEvent> =
+            with_pool!(&self.db, pool => pool.find_by_ids(device_id, &ids).await)?
+                .into_iter()
+                .map(|stored| (stored.event.event_id.clone(), stored))
+                .collect();
+
+        let mut outcomes: Vec<(usize, Outcome, i64)> = Vec::new();
+        let mut fresh: Vec<NewEvent> = Vec::new();
+        let mut fresh_positions: Vec<usize> = Vec::new();
+        let mut first_in_submission: HashMap<&str, usize> = HashMap::new();
+        for (position, item) in items.iter().enumerate() {
+            if let Some(stored) = existing.get(&item.event_id) {
+                let outcome = if item.same_content_as(&stored.event) {
+                    Outcome::Duplicate
+                } else {
+                    Outcome::Conflict
+                };
+                outcomes.push((position, outcome, stored.stream_version));
+            } else if let Some(first) = first_in_submission.get(item.event_id.as_str()) {
+                // The same id twice in one submission: judged against the first copy,
+                // whose version is known once it commits.
+                let outcome = if items[*first] == *item {
+                    Outcome::Duplicate
+                } else {
+                    Outcome::Conflict
+                };
+                outcomes.push((position, outcome, -(*first as i64) - 1));
+            } else {
+                first_in_submission.insert(&item.event_id, position);
+                fresh_positions.push(position);
+                fresh.push((*item).clone());
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(Attempt::Done(outcomes));
+        }
+
+        let sink = EventSink::default();
+        context
+            .aggregate()
+            .handle(
+                (device_id.to_string(), DeviceCommand::Record(fresh)),
+                &self.services,
+                &sink,
+            )
+            .await
+            .map_err(|error| LedgerError::Internal(error.to_string()))?;
+        let events = sink.collect().await;
+        let committed = match &self.streams {
+            DeviceStreams::Sqlite(store) => store.commit(events, context, HashMap::new()).await,
+            DeviceStreams::Postgres(store) => store.commit(events, context, HashMap::new()).await,
+        };
+        let envelopes = match committed {
+            Ok(envelopes) => envelopes,
+            Err(error) => return classify_commit_error(error),
+        };
+        let mut versions: HashMap<usize, i64> = HashMap::new();
+        for (position, envelope) in fresh_positions.iter().zip(&envelopes) {
+            let version = envelope.sequence as i64;
+            versions.insert(*position, version);
+            outcomes.push((*position, Outcome::Recorded, version));
+        }
+        for outcome in outcomes.iter_mut() {
+            if outcome.2 < 0 {
+                let first = (-outcome.2 - 1) as usize;
+                outcome.2 = versions.get(&first).copied().unwrap_or(0);
+            }
+        }
+        Ok(Attempt::Done(outcomes))
+    }
+
+    async fn load(
+        &self,
+        device_id: &str,
+    ) -> Result<cqrs_es::persist::EventStoreAggregateContext<Device>, LedgerError> {
+        let loaded = match &self.streams {
+            DeviceStreams::Sqlite(store) => store.load_aggregate(device_id).await,
+            DeviceStreams::Postgres(store) => store.load_aggregate(device_id).await,
+        };
+        loaded.map_err(|error| match error {
+            AggregateError::DatabaseConnectionError(e) => LedgerError::Unavailable(e.to_string()),
+            other => LedgerError::Internal(other.to_string()),
+        })
+    }
+}
+
+fn classify_commit_error(
+    error: AggregateError<<Device as Aggregate>::Error>,
+) -> Result<Attempt, LedgerError> {
+    match error {
+        AggregateError::AggregateConflict => Ok(Attempt::Conflict),
+        AggregateError::DatabaseConnectionError(e) => Err(LedgerError::Unavailable(e.to_string())),
+        AggregateError::UnexpectedError(e) => match e.downcast_ref::<sqlx::Error>() {
+            // The event-id index caught a concurrent duplicate that the primary key did
+            // not (sqlite-es maps only primary-key violations to a conflict).
+            Some(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(Attempt::Conflict),
+            Some(sql) if is_unavailable(sql) => Err(LedgerError::Unavailable(e.to_string())),
+            _ => Err(LedgerError::Internal(e.to_string())),
+        },
+        other => Err(LedgerError::Internal(other.to_string())),
+    }
+}

@@ -1,0 +1,234 @@
+//! Read models: current alert state, episodes and a per-device summary.
+//!
+//! The tables are defined in `projections/<engine>/v<N>.sql`, not in migrations: they are
+//! derived from the log, carry a version, and are dropped and rebuilt from the log when
+//! that version changes. Every row is computed by the pure fold in
+//! [`crate::domain::fold`]; this module only decides which events to fold and writes the
+//! result, with the device's checkpoint (`device_summary.stream_version`) updated in the
+//! same transaction as the rows, so a crash never leaves them apart.
+
+pub mod read;
+mod tx;
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+
+use crate::domain::fold::{fold, AlertState, EpisodeChange, Links};
+use crate::domain::{Episode, FoldConfig, Kind};
+use crate::store::{Db, EventLog, StoreError, StoredEvent};
+use crate::with_pool;
+use tx::ProjectionTx;
+
+pub use read::{AlertRow, AlertsPage, EpisodeRow, ReadModels};
+
+/// Bump when a change to projection logic or tables needs a rebuild from the log.
+pub const PROJECTION_VERSION: i64 = 1;
+
+const SQLITE_TABLES: &str = include_str!("../../projections/sqlite/v1.sql");
+const POSTGRES_TABLES: &str = include_str!("../../projections/postgres/v1.sql");
+const PROJECTION_TABLES: [&str; 3] = ["alert_state", "alert_episodes", "device_summary"];
+
+/// How many times a projection retries when another writer moved a checkpoint first.
+const MAX_CLAIM_ATTEMPTS: usize = 50;
+
+#[derive(Clone)]
+pub struct Projector {
+    db: Db,
+    fold: FoldConfig,
+}
+
+enum Outcome {
+    UpToDate,
+    Projected,
+    LostClaim,
+}
+
+impl Projector {
+    pub fn new(db: Db, fold: FoldConfig) -> Self {
+        Self { db, fold }
+    }
+
+    /// Create the tables, rebuild them if their version changed, and catch every device
+    /// up with its stream (events recorded by a process that died before projecting).
+    pub async fn start(&self) -> Result<(), StoreError> {
+        self.ensure_tables().await?;
+        let behind = with_pool!(&self.db, pool => pool.devices_behind().await)?;
+        if !behind.is_empty() {
+            tracing::info!(devices = behind.len(), "catching projections up with the log");
+        }
+        for device_id in behind {
+            self.catch_up(&device_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_tables(&self) -> Result<(), StoreError> {
+        let (tables_sql, lock) = match &self.db {
+            Db::Sqlite(_) => (SQLITE_TABLES, None),
+            // Several servers may start at once; one of them sets the tables up.
+            Db::Postgres(_) => (POSTGRES_TABLES, Some("SELECT pg_advisory_xact_lock(7411)")),
+        };
+        with_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            if let Some(lock) = lock {
+                sqlx::query(lock).execute(&mut *tx).await?;
+            }
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS projection_versions \
+                 (name text NOT NULL PRIMARY KEY, version bigint NOT NULL)",
+            )
+            .execute(&mut *tx)
+            .await?;
+            let current: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM projection_versions WHERE name = 'ledger'")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if current != Some(PROJECTION_VERSION) {
+                tracing::info!(from = ?current, to = PROJECTION_VERSION, "creating projection tables");
+                for table in PROJECTION_TABLES {
+                    sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::raw_sql(tables_sql).execute(&mut *tx).await?;
+                sqlx::query(
+                    "INSERT INTO projection_versions (name, version) VALUES ('ledger', $1) \
+                     ON CONFLICT (name) DO UPDATE SET version = excluded.version",
+                )
+                .bind(PROJECTION_VERSION)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        })
+    }
+
+    /// Fold every event of the device not yet projected into the read models.
+    pub async fn catch_up(&self, device_id: &str) -> Result<(), StoreError> {
+        for _ in 0..MAX_CLAIM_ATTEMPTS {
+            let outcome = match &self.db {
+                Db::Sqlite(pool) => {
+                    // IMMEDIATE takes the write lock up front: a deferred transaction that
+                    // reads and then writes can fail with SQLITE_BUSY instead of waiting.
+                    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                    let outcome = project_device(&mut tx, device_id, &self.fold).await?;
+                    if let Outcome::Projected = outcome {
+                        tx.commit().await?;
+                    }
+                    outcome
+                }
+                Db::Postgres(pool) => {
+                    let mut tx = pool.begin().await?;
+                    let outcome = project_device(&mut tx, device_id, &self.fold).await?;
+                    if let Outcome::Projected = outcome {
+                        tx.commit().await?;
+                    }
+                    outcome
+                }
+            };
+            match outcome {
+                Outcome::UpToDate | Outcome::Projected => return Ok(()),
+                Outcome::LostClaim => continue,
+            }
+        }
+        // Another writer keeps winning; it is projecting the same events, so what is
+        // left is at most a brief lag that the next write or restart closes.
+        tracing::warn!(device_id, "projection checkpoint contended; leaving it to the other writer");
+        Ok(())
+    }
+}
+
+/// Episode rows to write for one alert.
+enum EpisodeWrites {
+    Upsert(BTreeMap<i64, Episode>),
+    Replace(Vec<Episode>),
+}
+
+async fn project_device<T: ProjectionTx>(
+    tx: &mut T,
+    device_id: &str,
+    config: &FoldConfig,
+) -> Result<Outcome, StoreError> {
+    let from = tx.projected_version(device_id).await?;
+    let new_events = tx.events_after(device_id, from.unwrap_or(0)).await?;
+    let Some(last) = new_events.last() else {
+        return Ok(Outcome::UpToDate);
+    };
+    let now = Utc::now();
+    let last_recorded_at = last.event.recorded_at;
+    if !tx.claim(device_id, from, last.stream_version, now).await? {
+        return Ok(Outcome::LostClaim);
+    }
+    let mut by_alert: BTreeMap<&str, Vec<&StoredEvent>> = BTreeMap::new();
+    for stored in &new_events {
+        by_alert
+            .entry(stored.event.alert_key.as_str())
+            .or_default()
+            .push(stored);
+    }
+    for (alert_key, events) in by_alert {
+        let (mut state, mut version) = tx
+            .alert_fold_state(device_id, alert_key)
+            .await?
+            .unwrap_or_else(|| (AlertState::default(), 0));
+        let mut writes = EpisodeWrites::Upsert(BTreeMap::new());
+        for stored in events {
+            let event = &stored.event;
+            let resolved_alarm = match (&event.kind, &event.resolves) {
+                (Kind::Recovery, Some(id)) => tx.event_by_id(device_id, id).await?,
+                _ => None,
+            };
+            let named_by_a_recovery = event.kind == Kind::Alarm
+                && tx
+                    .named_by_a_recovery(device_id, alert_key, &event.event_id)
+                    .await?;
+            let links = Links {
+                resolved_alarm: resolved_alarm.as_ref(),
+                named_by_a_recovery,
+            };
+            match state.extend(event, &links, config) {
+                Some((next, change)) => {
+                    state = next;
+                    version = version.max(stored.stream_version);
+                    if let (EpisodeWrites::Upsert(rows), Some(episode)) =
+                        (&mut writes, &state.current_episode)
+                    {
+                        if change != EpisodeChange::StrayRecovery {
+                            rows.insert(episode.number, episode.clone());
+                        }
+                    }
+                }
+                None => {
+                    // Out of order: fold the alert's whole event set, which already
+                    // includes this batch's remaining events for the alert.
+                    let all = tx.alert_events(device_id, alert_key).await?;
+                    version = all.iter().map(|e| e.stream_version).max().unwrap_or(version);
+                    let events: Vec<_> = all.into_iter().map(|e| e.event).collect();
+                    let folded = fold(&events, config);
+                    state = folded.state;
+                    writes = EpisodeWrites::Replace(folded.episodes);
+                    break;
+                }
+            }
+        }
+        tx.write_alert(device_id, alert_key, &state, version, now).await?;
+        match writes {
+            EpisodeWrites::Upsert(rows) => {
+                for episode in rows.values() {
+                    tx.write_episode(device_id, alert_key, episode).await?;
+                }
+            }
+            EpisodeWrites::Replace(episodes) => {
+                tx.delete_episodes(device_id, alert_key).await?;
+                for episode in &episodes {
+                    tx.write_episode(device_id, alert_key, episode).await?;
+                }
+            }
+        }
+    }
+    tx.refresh_device_summary(device_id, last_recorded_at, now)
+        .await?;
+    Ok(Outcome::Projected)
+}

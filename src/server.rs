@@ -1,0 +1,66 @@
+//! Opening the ledger and serving HTTP until a shutdown signal.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::LedgerArgs;
+use crate::http::{router, AppState};
+use crate::ledger::Ledger;
+use crate::projections::Projector;
+use crate::store::{Db, StoreError};
+
+/// Connect, migrate the event store, bring the projections up to date with the log.
+pub async fn open(args: &LedgerArgs) -> Result<AppState, StoreError> {
+    let db = Db::connect(&args.connect_options()).await?;
+    let fold = args.fold_config();
+    let projector = Projector::new(db.clone(), fold);
+    projector.start().await?;
+    let ledger = Ledger::new(db.clone(), projector, usize::from(args.max_append_attempts));
+    Ok(AppState {
+        ledger: Arc::new(ledger),
+        db,
+        fold,
+    })
+}
+
+/// Serve until `shutdown` completes, then finish in-flight requests.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,134 @@
+//! Reading the event log: idempotency lookups, stream heads and the audit trail.
+
+use std::future::Future;
+
+use sqlx::types::Json;
+use sqlx::Pool;
+
+use super::{StoreError, DEVICE_STREAM};
+use crate::domain::{DeviceEvent, RecordedEvent};
+use crate::engine_impl;
+
+/// One event of a device stream with its position in that stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    pub stream_version: i64,
+    pub event: RecordedEvent,
+}
+
+/// A row of the `events` table as both engines return it.
+#[derive(sqlx::FromRow)]
+pub struct EventRow {
+    pub sequence: i64,
+    pub payload: Json<DeviceEvent>,
+}
+
+impl From<EventRow> for StoredEvent {
+    fn from(row: EventRow) -> Self {
+        let Json(DeviceEvent::Recorded(event)) = row.payload;
+        StoredEvent {
+            stream_version: row.sequence,
+            event,
+        }
+    }
+}
+
+pub trait EventLog {
+    /// The last stream version of a device (0 for a device with no events).
+    fn stream_head(&self, device_id: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// The recorded events among `event_ids` in one device stream.
+    fn find_by_ids(
+        &self,
+        device_id: &str,
+        event_ids: &[&str],
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
+
+    /// A page of a device's audit trail in stream order, after `after_version`.
+    fn trail(
+        &self,
+        device_id: &str,
+        alert_key: Option<&str>,
+        after_version: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
+
+    /// Devices whose projected version is behind their stream head.
+    fn devices_behind(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+}
+
+engine_impl! {
+    impl EventLog for Pool<DB> {
+        async fn stream_head(&self, device_id: &str) -> Result<i64, StoreError> {
+            let head: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+            )
+            .bind(DEVICE_STREAM)
+            .bind(device_id)
+            .fetch_one(self)
+            .await?;
+            Ok(head.unwrap_or(0))
+        }
+
+        async fn find_by_ids(
+            &self,
+            device_id: &str,
+            event_ids: &[&str],
+        ) -> Result<Vec<StoredEvent>, StoreError> {
+            if event_ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let placeholders: Vec<String> =
+                (0..event_ids.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!(
+                "SELECT sequence, payload FROM events \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND event_id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query_as::<_, EventRow>(&sql)
+                .bind(DEVICE_STREAM)
+                .bind(device_id);
+            for id in event_ids {
+                query = query.bind(*id);
+            }
+            Ok(query.fetch_all(self).await?.into_iter().map(Into::into).collect())
+        }
+
+        async fn trail(
+            &self,
+            device_id: &str,
+            alert_key: Option<&str>,
+            after_version: i64,
+            limit: i64,
+        ) -> Result<Vec<StoredEvent>, StoreError> {
+            let rows = sqlx::query_as::<_, EventRow>(
+                "SELECT sequence, payload FROM events \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 \
+                   AND ($4 IS NULL OR alert_key = $4) \
+                 ORDER BY sequence LIMIT $5",
+            )
+            .bind(DEVICE_STREAM)
+            .bind(device_id)
+            .bind(after_version)
+            .bind(alert_key)
+            .bind(limit)
+            .fetch_all(self)
+            .await?;
+            Ok(rows.into_iter().map(Into::into).collect())
+        }
+
+        async fn devices_behind(&self) -> Result<Vec<String>, StoreError> {
+            Ok(sqlx::query_scalar(
+                "SELECT e.aggregate_id FROM \
+                   (SELECT aggregate_id, MAX(sequence) AS head FROM events \
+                     WHERE aggregate_type = $1 GROUP BY aggregate_id) e \
+                 LEFT JOIN device_summary d ON d.device_id = e.aggregate_id \
+                 WHERE d.stream_version IS NULL OR d.stream_version < e.head \
+                 ORDER BY e.aggregate_id",
+            )
+            .bind(DEVICE_STREAM)
+            .fetch_all(self)
+            .await?)
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The event store: connecting to SQLite or PostgreSQL, running the forward-only
+//! migrations in `migrations/<engine>/`, and reading the log.
+//!
+//! Appending goes through cqrs-es (see [`event_store`]); everything here that is not
+//! cqrs-es is written once and instantiated for both engines by [`engine_impl!`], so the
+//! two engines run the same SQL text.
+
+pub mod event_store;
+mod log;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use log::{EventLog, EventRow, StoredEvent};
+
+/// The aggregate type of every device stream in the `events` table.
+pub const DEVICE_STREAM: &str = "device";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database url (expected sqlite:// or postgres://)")]
+    UnsupportedUrl,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored event could not be decoded: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+impl StoreError {
+    /// Errors a sender should retry later: the database is away or overloaded.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(error) => is_unavailable(error),
+            _ => false,
+        }
+    }
+}
+
+pub(crate) fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLITE_BUSY / SQLITE_LOCKED after the busy timeout; PostgreSQL admin shutdown,
+        // cannot-connect-now, too-many-connections and serialization trouble.
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            Some("5" | "6" | "517" | "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01")
+        ),
+        _ => false,
+    }
+}
+
+/// A connection pool to one of the two engines. Cloning is cheap.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Evaluate `$body` with `$pool` bound to the concrete pool of either engine.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Implement a trait for both engines from one body of SQL. Inside, `DB` names the
+/// engine (`sqlx::Sqlite`, then `sqlx::Postgres`).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! engine_impl {
+    (impl $trait:ident for $ty:ty { $($body:tt)* }) => {
+        const _: () = {
+            #[allow(unused_imports)]
+            use sqlx::Sqlite as DB;
+            impl $trait for $ty { $($body)* }
+        };
+        const _: () = {
+            #[allow(unused_imports)]
+            use sqlx::Postgres as DB;
+            impl $trait for $ty { $($body)* }
+        };
+    };
+    (impl<$lt:lifetime> $trait:ident for $ty:ty { $($body:tt)* }) => {
+        const _: () = {
+            #[allow(unused_imports)]
+            use sqlx::Sqlite as DB;
+            impl<$lt> $trait for $ty { $($body)* }
+        };
+        const _: () = {
+            #[allow(unused_imports)]
+            use sqlx::Postgres as DB;
+            impl<$lt> $trait for $ty { $($body)* }
+        };
+    };
+}
+
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Db {
+    /// Connect, creating an SQLite file when it does not exist, and migrate.
+    pub async fn connect(options: &ConnectOptions) -> Result<Db, StoreError> {
+        let db = if options.url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(&options.url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // An acknowledged event must survive a power cut, not only a crash.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            Db::Sqlite(pool)
+        } else if options.url.starts_with("postgres:") || options.url.starts_with("postgresql:")
+        {
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect(&options.url)
+                .await?;
+            Db::Postgres(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Db::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Is the database reachable right now?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await)
+    }
+}
