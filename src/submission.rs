@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -228,7 +228,8 @@ pub fn validate_event(object: &Map<String, Value>, prefix: &str) -> Result<NewEv
     let occurred_at = match optional(object, "occurred_at") {
         None => None,
         Some(Value::String(text)) => match DateTime::parse_from_rfc3339(text) {
-            Ok(at) => Some(at.with_timezone(&Utc)),
+            // Microseconds are the finest precision both engines store.
+            Ok(at) => Some(at.with_timezone(&Utc).trunc_subsecs(6)),
             Err(_) => {
                 errors.push(FieldError::new(
                     field("occurred_at"),

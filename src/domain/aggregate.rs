@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -39,9 +39,10 @@ pub struct DeviceServices {
 }
 
 impl DeviceServices {
+    /// The system clock at microsecond precision, the finest both engines store.
     pub fn system_clock() -> Self {
         Self {
-            clock: Box::new(Utc::now),
+            clock: Box::new(|| Utc::now().trunc_subsecs(6)),
         }
     }
 
