@@ -10,10 +10,20 @@ use crate::domain::FoldConfig;
 use crate::store::ConnectOptions;
 
 #[derive(Debug, Parser)]
-#[command(name = "alert-ledger", version, about = "An event-sourced alert ledger")]
+#[command(
+    name = "alert-ledger",
+    version,
+    about = "An event-sourced alert ledger"
+)]
 pub struct Cli {
     /// Log output format.
-    #[arg(long, env = "ALERT_LEDGER_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "ALERT_LEDGER_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -64,10 +74,18 @@ pub struct LedgerArgs {
     #[arg(long, env = "ALERT_LEDGER_MAX_CONNECTIONS", default_value_t = 10)]
     pub max_connections: u32,
     /// Seconds to wait for a pooled connection before answering 503.
-    #[arg(long, env = "ALERT_LEDGER_ACQUIRE_TIMEOUT_SECONDS", default_value_t = 5)]
+    #[arg(
+        long,
+        env = "ALERT_LEDGER_ACQUIRE_TIMEOUT_SECONDS",
+        default_value_t = 5
+    )]
     pub acquire_timeout_seconds: u64,
     /// How far in the future (seconds past recording) an occurred_at is trusted.
-    #[arg(long, env = "ALERT_LEDGER_MAX_FUTURE_SKEW_SECONDS", default_value_t = 300)]
+    #[arg(
+        long,
+        env = "ALERT_LEDGER_MAX_FUTURE_SKEW_SECONDS",
+        default_value_t = 300
+    )]
     pub max_future_skew_seconds: u32,
     /// Attempts at appending to a contended device stream before answering 503.
     #[arg(long, env = "ALERT_LEDGER_MAX_APPEND_ATTEMPTS", default_value_t = 10,

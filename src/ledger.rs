@@ -111,19 +111,20 @@ impl Ledger {
         let mut alerts: HashMap<(&str, &str), Option<AlertRow>> = HashMap::new();
         for event in &events {
             let key = (event.device_id.as_str(), event.alert_key.as_str());
-            if !alerts.contains_key(&key) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = alerts.entry(key) {
                 let row = with_pool!(&self.db, pool => pool.alert(key.0, key.1).await)
                     .unwrap_or_else(|error| {
                         tracing::error!(%error, "reading alert state failed");
                         None
                     });
-                alerts.insert(key, row);
+                slot.insert(row);
             }
         }
         let mut results = Vec::with_capacity(events.len());
         for (event, outcome) in events.iter().zip(outcomes) {
-            let (outcome, stream_version) = outcome
-                .ok_or_else(|| LedgerError::Internal("an item was left without an outcome".into()))?;
+            let (outcome, stream_version) = outcome.ok_or_else(|| {
+                LedgerError::Internal("an item was left without an outcome".into())
+            })?;
             results.push(ItemResult {
                 event_id: event.event_id.clone(),
                 device_id: event.device_id.clone(),
@@ -150,12 +151,20 @@ impl Ledger {
                 Attempt::Conflict => {
                     let ceiling = 2u64.saturating_pow(attempt.min(6) as u32);
                     let wait = rand::thread_rng().gen_range(1..=ceiling);
-                    tracing::debug!(device_id, attempt, wait_ms = wait, "stream version conflict");
+                    tracing::debug!(
+                        device_id,
+                        attempt,
+                        wait_ms = wait,
+                        "stream version conflict"
+                    );
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                 }
             }
         }
-        Err(LedgerError::Contended(device_id.to_string(), self.max_attempts))
+        Err(LedgerError::Contended(
+            device_id.to_string(),
+            self.max_attempts,
+        ))
     }
 
     async fn try_record_device(

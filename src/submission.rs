@@ -118,12 +118,18 @@ pub fn validate_body(body: Value) -> Result<Submission, Vec<FieldError>> {
         Value::Object(object) => validate_event(&object, "").map(Submission::One),
         Value::Array(items) => {
             if items.is_empty() {
-                return Err(vec![FieldError::new("", "a batch must hold at least one event")]);
+                return Err(vec![FieldError::new(
+                    "",
+                    "a batch must hold at least one event",
+                )]);
             }
             if items.len() > MAX_BATCH {
                 return Err(vec![FieldError::new(
                     "",
-                    format!("a batch holds at most {MAX_BATCH} events, this one {}", items.len()),
+                    format!(
+                        "a batch holds at most {MAX_BATCH} events, this one {}",
+                        items.len()
+                    ),
                 )]);
             }
             let mut events = Vec::with_capacity(items.len());
@@ -173,7 +179,10 @@ fn optional<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value>
     object.get(name).filter(|v| !v.is_null())
 }
 
-pub fn validate_event(object: &Map<String, Value>, prefix: &str) -> Result<NewEvent, Vec<FieldError>> {
+pub fn validate_event(
+    object: &Map<String, Value>,
+    prefix: &str,
+) -> Result<NewEvent, Vec<FieldError>> {
     let mut errors = Vec::new();
     let field = |name: &str| format!("{prefix}{name}");
     let known: HashSet<&str> = FIELDS.into_iter().collect();
@@ -183,8 +192,10 @@ pub fn validate_event(object: &Map<String, Value>, prefix: &str) -> Result<NewEv
         }
     }
 
-    let name_field = |name: &str, max: usize, required: bool, errors: &mut Vec<FieldError>| {
-        match optional(object, name) {
+    let name_field =
+        |name: &str, max: usize, required: bool, errors: &mut Vec<FieldError>| match optional(
+            object, name,
+        ) {
             None if required => {
                 errors.push(FieldError::new(field(name), "is required"));
                 None
@@ -201,8 +212,7 @@ pub fn validate_event(object: &Map<String, Value>, prefix: &str) -> Result<NewEv
                 errors.push(FieldError::new(field(name), "must be a string"));
                 None
             }
-        }
-    };
+        };
     let event_id = name_field("event_id", MAX_EVENT_ID_CHARS, false, &mut errors);
     let device_id = name_field("device_id", MAX_NAME_CHARS, true, &mut errors);
     let alert_key = name_field("alert_key", MAX_NAME_CHARS, false, &mut errors);
@@ -217,12 +227,18 @@ pub fn validate_event(object: &Map<String, Value>, prefix: &str) -> Result<NewEv
         Some(Value::String(k)) if k == "alarm" => Some(Kind::Alarm),
         Some(Value::String(k)) if k == "recovery" => Some(Kind::Recovery),
         Some(_) => {
-            errors.push(FieldError::new(field("kind"), "must be \"alarm\" or \"recovery\""));
+            errors.push(FieldError::new(
+                field("kind"),
+                "must be \"alarm\" or \"recovery\"",
+            ));
             None
         }
     };
     if kind == Some(Kind::Alarm) && resolves.is_some() {
-        errors.push(FieldError::new(field("resolves"), "only a recovery may resolve an alarm"));
+        errors.push(FieldError::new(
+            field("resolves"),
+            "only a recovery may resolve an alarm",
+        ));
     }
 
     let occurred_at = match optional(object, "occurred_at") {
@@ -309,13 +325,18 @@ pub fn validate_event(object: &Map<String, Value>, prefix: &str) -> Result<NewEv
                 }
             }
         }
-        Some(_) => errors.push(FieldError::new(field("labels"), "must be an object of strings")),
+        Some(_) => errors.push(FieldError::new(
+            field("labels"),
+            "must be an object of strings",
+        )),
     }
 
     let payload = match optional(object, "payload") {
         None => None,
         Some(value) => {
-            let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX);
+            let size = serde_json::to_vec(value)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX);
             if size > MAX_PAYLOAD_BYTES {
                 errors.push(FieldError::new(
                     field("payload"),
@@ -385,7 +406,10 @@ mod tests {
         let Ok(Submission::One(event)) = validate_body(value) else {
             panic!("expected one valid event")
         };
-        assert_eq!(Uuid::parse_str(&event.event_id).unwrap().get_version_num(), 7);
+        assert_eq!(
+            Uuid::parse_str(&event.event_id).unwrap().get_version_num(),
+            7
+        );
         assert_eq!(event.alert_key, "default");
     }
 

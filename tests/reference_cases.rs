@@ -17,9 +17,13 @@ fn event(id: &str, device: &str, kind: &str, occurred_at: &str) -> Value {
 }
 
 fn at(value: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(value.as_str().unwrap_or_else(|| panic!("not a time: {value}")))
-        .expect("RFC 3339")
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(
+        value
+            .as_str()
+            .unwrap_or_else(|| panic!("not a time: {value}")),
+    )
+    .expect("RFC 3339")
+    .with_timezone(&Utc)
 }
 
 fn t(text: &str) -> DateTime<Utc> {
@@ -33,7 +37,9 @@ async fn record(app: &TestApp, body: Value) -> Value {
 }
 
 async fn case_1_the_242_ms_race_resolves_in_any_arrival_order(engine: Engine) {
-    let Some(app) = spawn_app(engine).await else { return };
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
     let alarm = |d: &str| event(&format!("{d}-a"), d, "alarm", "21:00:00.000");
     let recovery = |d: &str| event(&format!("{d}-r"), d, "recovery", "21:05:00.200");
     record(&app, alarm("in-order")).await;
@@ -53,12 +59,20 @@ async fn case_1_the_242_ms_race_resolves_in_any_arrival_order(engine: Engine) {
         assert_eq!(at(&episodes[0]["closed_at"]), t("21:05:00.200"));
         assert_eq!(episodes[0]["duration_ms"], 300_200);
     }
-    assert_eq!(app.alert("reversed", "offline").await["episodes"][0]["reconciled"], true);
-    assert_eq!(app.alert("in-order", "offline").await["episodes"][0]["reconciled"], false);
+    assert_eq!(
+        app.alert("reversed", "offline").await["episodes"][0]["reconciled"],
+        true
+    );
+    assert_eq!(
+        app.alert("in-order", "offline").await["episodes"][0]["reconciled"],
+        false
+    );
 }
 
 async fn case_2_a_recovery_recorded_first_reconciles(engine: Engine) {
-    let Some(app) = spawn_app(engine).await else { return };
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
     record(&app, event("r", "d", "recovery", "10:00:00.242")).await;
     let answer = record(&app, event("a", "d", "alarm", "10:00:00.000")).await;
     assert_eq!(answer["alert"]["status"], "resolved");
@@ -69,7 +83,9 @@ async fn case_2_a_recovery_recorded_first_reconciles(engine: Engine) {
 }
 
 async fn case_3_a_late_resend_joins_the_closed_episode(engine: Engine) {
-    let Some(app) = spawn_app(engine).await else { return };
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
     record(&app, event("a1", "d", "alarm", "10:00:00")).await;
     record(&app, event("r", "d", "recovery", "10:05:00")).await;
     record(&app, event("a2", "d", "alarm", "10:00:00")).await;
@@ -80,7 +96,9 @@ async fn case_3_a_late_resend_joins_the_closed_episode(engine: Engine) {
 }
 
 async fn case_4_a_later_alarm_fires_a_second_episode(engine: Engine) {
-    let Some(app) = spawn_app(engine).await else { return };
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
     record(&app, event("a1", "d", "alarm", "10:00:00")).await;
     record(&app, event("r", "d", "recovery", "10:05:00")).await;
     record(&app, event("a2", "d", "alarm", "10:07:00")).await;
@@ -92,7 +110,9 @@ async fn case_4_a_later_alarm_fires_a_second_episode(engine: Engine) {
 }
 
 async fn case_5_a_tie_resolves_with_zero_duration(engine: Engine) {
-    let Some(app) = spawn_app(engine).await else { return };
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
     record(&app, event("a", "d", "alarm", "10:00:00")).await;
     record(&app, event("r", "d", "recovery", "10:00:00")).await;
     let alert = app.alert("d", "offline").await;
@@ -102,20 +122,27 @@ async fn case_5_a_tie_resolves_with_zero_duration(engine: Engine) {
 }
 
 async fn case_6_five_concurrent_copies_record_once(engine: Engine) {
-    let Some(app) = spawn_app(engine).await else { return };
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
     let body = event("same", "d", "alarm", "10:00:00");
     let answers = futures::future::join_all((0..5).map(|_| app.post(&body))).await;
     let mut statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
     statuses.sort();
     assert_eq!(statuses, vec![200, 200, 200, 200, 201]);
-    let duplicates = answers.iter().filter(|a| a.body["duplicate"] == true).count();
+    let duplicates = answers
+        .iter()
+        .filter(|a| a.body["duplicate"] == true)
+        .count();
     assert_eq!(duplicates, 4);
     assert!(answers.iter().all(|a| a.body["stream_version"] == 1));
     assert_eq!(app.trail("d").await.len(), 1);
 }
 
 async fn case_7_same_id_different_content_is_a_409(engine: Engine) {
-    let Some(app) = spawn_app(engine).await else { return };
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
     record(&app, event("x", "d", "alarm", "10:00:00")).await;
     let answer = app.post(&event("x", "d", "recovery", "10:00:00")).await;
     assert_eq!(answer.status, 409);
@@ -126,7 +153,9 @@ async fn case_7_same_id_different_content_is_a_409(engine: Engine) {
 }
 
 async fn case_8_an_alarm_from_tomorrow_is_flagged_and_bounded(engine: Engine) {
-    let Some(app) = spawn_app(engine).await else { return };
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
     let tomorrow = (Utc::now() + Duration::days(1)).to_rfc3339();
     let answer = app
         .post(&json!({"event_id": "future", "device_id": "d", "kind": "alarm", "occurred_at": tomorrow}))
@@ -144,7 +173,9 @@ async fn case_8_an_alarm_from_tomorrow_is_flagged_and_bounded(engine: Engine) {
 }
 
 async fn case_9_a_linked_recovery_never_precedes_its_alarm(engine: Engine) {
-    let Some(app) = spawn_app(engine).await else { return };
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
     record(&app, event("P", "d", "alarm", "14:27:00")).await;
     let mut linked = event("r", "d", "recovery", "14:26:39");
     linked["resolves"] = json!("P");
@@ -156,7 +187,9 @@ async fn case_9_a_linked_recovery_never_precedes_its_alarm(engine: Engine) {
 }
 
 async fn case_9_also_holds_when_the_linked_recovery_arrives_first(engine: Engine) {
-    let Some(app) = spawn_app(engine).await else { return };
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
     let mut linked = event("r", "d", "recovery", "14:26:39");
     linked["resolves"] = json!("P");
     record(&app, linked).await;
@@ -168,7 +201,9 @@ async fn case_9_also_holds_when_the_linked_recovery_arrives_first(engine: Engine
 }
 
 async fn case_10_the_latest_alarm_sets_severity(engine: Engine) {
-    let Some(app) = spawn_app(engine).await else { return };
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
     let mut critical = event("a2", "d", "alarm", "10:01:00");
     critical["severity"] = json!("critical");
     let mut major = event("a1", "d", "alarm", "10:00:00");
@@ -183,7 +218,9 @@ async fn case_10_the_latest_alarm_sets_severity(engine: Engine) {
 }
 
 async fn case_11_a_recovery_without_alarm_is_a_stray(engine: Engine) {
-    let Some(app) = spawn_app(engine).await else { return };
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
     record(&app, event("r", "d", "recovery", "10:00:00")).await;
     let alert = app.alert("d", "offline").await;
     assert_eq!(alert["status"], "resolved");
@@ -194,7 +231,9 @@ async fn case_11_a_recovery_without_alarm_is_a_stray(engine: Engine) {
 }
 
 async fn case_12_alert_keys_of_one_device_are_independent(engine: Engine) {
-    let Some(app) = spawn_app(engine).await else { return };
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
     record(&app, event("a1", "d", "alarm", "10:00:00")).await;
     let mut temp = event("a2", "d", "alarm", "10:00:00");
     temp["alert_key"] = json!("temp");

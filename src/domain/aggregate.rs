@@ -92,8 +92,11 @@ impl Aggregate for Device {
                 }
                 let recorded_at = services.now();
                 for event in events {
-                    sink.write(DeviceEvent::Recorded(event.into_recorded(recorded_at)), self)
-                        .await;
+                    sink.write(
+                        DeviceEvent::Recorded(event.into_recorded(recorded_at)),
+                        self,
+                    )
+                    .await;
                 }
                 Ok(())
             }

@@ -274,10 +274,7 @@ pub fn order<'a>(events: &'a [RecordedEvent], config: &FoldConfig) -> Vec<Ordere
         .map(|event| {
             let (mut effective_at, _) = effective_time(event, config);
             if event.kind == Kind::Recovery {
-                if let Some(alarm_at) = event
-                    .resolves
-                    .as_deref()
-                    .and_then(|id| alarm_times.get(id))
+                if let Some(alarm_at) = event.resolves.as_deref().and_then(|id| alarm_times.get(id))
                 {
                     effective_at = effective_at.max(*alarm_at);
                 }
@@ -304,8 +301,7 @@ pub fn fold(events: &[RecordedEvent], config: &FoldConfig) -> AlertFold {
         match state.step(next) {
             EpisodeChange::Opened => episodes.extend(state.current_episode.clone()),
             EpisodeChange::Joined | EpisodeChange::Closed => {
-                if let (Some(last), Some(current)) = (episodes.last_mut(), &state.current_episode)
-                {
+                if let (Some(last), Some(current)) = (episodes.last_mut(), &state.current_episode) {
                     *last = current.clone();
                 }
             }

@@ -25,10 +25,13 @@ async fn alert(
 ) -> Result<Json<Value>, ApiError> {
     path_name("device_id", &device_id)?;
     path_name("alert_key", &alert_key)?;
-    let row = with_pool!(&state.db, pool => pool.alert(&device_id, &alert_key).await)?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!("no alert {alert_key} recorded for device {device_id}"))
-        })?;
+    let row = with_pool!(&state.db, pool => pool.alert(&device_id, &alert_key).await)?.ok_or_else(
+        || {
+            ApiError::NotFound(format!(
+                "no alert {alert_key} recorded for device {device_id}"
+            ))
+        },
+    )?;
     let episodes = with_pool!(&state.db, pool => pool.episodes(&device_id, &alert_key).await)?;
     let mut body = json!(row);
     body["episodes"] = json!(episodes);
@@ -42,7 +45,9 @@ async fn device_alerts(
     path_name("device_id", &device_id)?;
     let alerts = with_pool!(&state.db, pool => pool.device_alerts(&device_id).await)?;
     if alerts.is_empty() {
-        return Err(ApiError::NotFound(format!("no alerts recorded for device {device_id}")));
+        return Err(ApiError::NotFound(format!(
+            "no alerts recorded for device {device_id}"
+        )));
     }
     Ok(Json(json!({ "device_id": device_id, "alerts": alerts })))
 }
@@ -73,5 +78,7 @@ async fn alerts(
         .next
         .as_ref()
         .map(|(device, key)| encode_cursor(&[device, key]));
-    Ok(Json(json!({ "alerts": page.alerts, "next_cursor": next_cursor })))
+    Ok(Json(
+        json!({ "alerts": page.alerts, "next_cursor": next_cursor }),
+    ))
 }

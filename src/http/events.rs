@@ -33,7 +33,8 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.split(';').next())
         .map(|mime| {
             let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
         .unwrap_or(false)
 }
@@ -62,8 +63,12 @@ async fn record(
                 .pop()
                 .ok_or_else(|| ApiError::Internal("no result for a recorded event".into()))?;
             match result.outcome {
-                Outcome::Recorded => Ok((StatusCode::CREATED, Json(item_json(&result))).into_response()),
-                Outcome::Duplicate => Ok((StatusCode::OK, Json(item_json(&result))).into_response()),
+                Outcome::Recorded => {
+                    Ok((StatusCode::CREATED, Json(item_json(&result))).into_response())
+                }
+                Outcome::Duplicate => {
+                    Ok((StatusCode::OK, Json(item_json(&result))).into_response())
+                }
                 Outcome::Conflict => Err(conflict(&result)),
             }
         }
@@ -75,7 +80,11 @@ async fn record(
                 .map(|result| match result.outcome {
                     Outcome::Recorded | Outcome::Duplicate => {
                         let mut item = item_json(result);
-                        item["status"] = json!(if result.outcome == Outcome::Recorded { 201 } else { 200 });
+                        item["status"] = json!(if result.outcome == Outcome::Recorded {
+                            201
+                        } else {
+                            200
+                        });
                         item
                     }
                     Outcome::Conflict => conflict(result).problem(),
@@ -154,14 +163,20 @@ async fn trail(
     let after = match params.get("cursor") {
         None => 0,
         Some(cursor) => decode_cursor(cursor, 1)?[0].parse::<i64>().map_err(|_| {
-            ApiError::InvalidQuery(vec![FieldError::new("cursor", "is not a cursor this API returned")])
+            ApiError::InvalidQuery(vec![FieldError::new(
+                "cursor",
+                "is not a cursor this API returned",
+            )])
         })?,
     };
     let head = with_pool!(&state.db, pool => pool.stream_head(&device_id).await)?;
     if head == 0 {
-        return Err(ApiError::NotFound(format!("no events recorded for device {device_id}")));
+        return Err(ApiError::NotFound(format!(
+            "no events recorded for device {device_id}"
+        )));
     }
-    let events = with_pool!(&state.db, pool => pool.trail(&device_id, alert_key, after, limit).await)?;
+    let events =
+        with_pool!(&state.db, pool => pool.trail(&device_id, alert_key, after, limit).await)?;
     let next_cursor = match events.last() {
         Some(last) if events.len() as i64 == limit => {
             Some(encode_cursor(&[&last.stream_version.to_string()]))

@@ -22,7 +22,9 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
-        Ok(Ok(())) => Ok(Json(json!({ "status": "ready", "database": state.db.engine() }))),
+        Ok(Ok(())) => Ok(Json(
+            json!({ "status": "ready", "database": state.db.engine() }),
+        )),
         Ok(Err(error)) => Err(ApiError::Unavailable(error.to_string())),
         Err(_) => Err(ApiError::Unavailable("database ping timed out".into())),
     }

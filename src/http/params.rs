@@ -24,10 +24,15 @@ pub fn parse_query(
     for (name, value) in pairs {
         if !allowed.contains(&name.as_str()) {
             errors.push(FieldError::new(name, "unknown query parameter"));
-        } else if params.contains_key(&name) {
-            errors.push(FieldError::new(name, "given more than once"));
-        } else {
-            params.insert(name, value);
+            continue;
+        }
+        match params.entry(name) {
+            std::collections::btree_map::Entry::Occupied(entry) => {
+                errors.push(FieldError::new(entry.key().clone(), "given more than once"));
+            }
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                entry.insert(value);
+            }
         }
     }
     if errors.is_empty() {

@@ -55,7 +55,10 @@ impl Projector {
         self.ensure_tables().await?;
         let behind = with_pool!(&self.db, pool => pool.devices_behind().await)?;
         if !behind.is_empty() {
-            tracing::info!(devices = behind.len(), "catching projections up with the log");
+            tracing::info!(
+                devices = behind.len(),
+                "catching projections up with the log"
+            );
         }
         for device_id in behind {
             self.catch_up(&device_id).await?;
@@ -135,7 +138,10 @@ impl Projector {
         }
         // Another writer keeps winning; it is projecting the same events, so what is
         // left is at most a brief lag that the next write or restart closes.
-        tracing::warn!(device_id, "projection checkpoint contended; leaving it to the other writer");
+        tracing::warn!(
+            device_id,
+            "projection checkpoint contended; leaving it to the other writer"
+        );
         Ok(())
     }
 }
@@ -204,7 +210,11 @@ async fn project_device<T: ProjectionTx>(
                     // Out of order: fold the alert's whole event set, which already
                     // includes this batch's remaining events for the alert.
                     let all = tx.alert_events(device_id, alert_key).await?;
-                    version = all.iter().map(|e| e.stream_version).max().unwrap_or(version);
+                    version = all
+                        .iter()
+                        .map(|e| e.stream_version)
+                        .max()
+                        .unwrap_or(version);
                     let events: Vec<_> = all.into_iter().map(|e| e.event).collect();
                     let folded = fold(&events, config);
                     state = folded.state;
@@ -213,7 +223,8 @@ async fn project_device<T: ProjectionTx>(
                 }
             }
         }
-        tx.write_alert(device_id, alert_key, &state, version, now).await?;
+        tx.write_alert(device_id, alert_key, &state, version, now)
+            .await?;
         match writes {
             EpisodeWrites::Upsert(rows) => {
                 for episode in rows.values() {

@@ -54,14 +54,26 @@ const ALERT_COLUMNS: &str = "device_id, alert_key, status, severity, summary, si
     stray_recovery_count, stream_version";
 
 pub trait ReadModels {
-    fn alert(&self, device_id: &str, alert_key: &str)
-        -> impl Future<Output = Result<Option<AlertRow>, StoreError>> + Send;
-    fn device_alerts(&self, device_id: &str)
-        -> impl Future<Output = Result<Vec<AlertRow>, StoreError>> + Send;
-    fn alerts(&self, status: Option<&str>, after: Option<(&str, &str)>, limit: i64)
-        -> impl Future<Output = Result<AlertsPage, StoreError>> + Send;
-    fn episodes(&self, device_id: &str, alert_key: &str)
-        -> impl Future<Output = Result<Vec<EpisodeRow>, StoreError>> + Send;
+    fn alert(
+        &self,
+        device_id: &str,
+        alert_key: &str,
+    ) -> impl Future<Output = Result<Option<AlertRow>, StoreError>> + Send;
+    fn device_alerts(
+        &self,
+        device_id: &str,
+    ) -> impl Future<Output = Result<Vec<AlertRow>, StoreError>> + Send;
+    fn alerts(
+        &self,
+        status: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: i64,
+    ) -> impl Future<Output = Result<AlertsPage, StoreError>> + Send;
+    fn episodes(
+        &self,
+        device_id: &str,
+        alert_key: &str,
+    ) -> impl Future<Output = Result<Vec<EpisodeRow>, StoreError>> + Send;
 }
 
 engine_impl! {

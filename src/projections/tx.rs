@@ -12,32 +12,71 @@ use crate::engine_impl;
 use crate::store::{EventRow, StoreError, StoredEvent, DEVICE_STREAM};
 
 pub trait ProjectionTx: Send {
-    fn projected_version<'a>(&'a mut self, device_id: &'a str)
-        -> impl Future<Output = Result<Option<i64>, StoreError>> + Send + 'a;
-    fn events_after<'a>(&'a mut self, device_id: &'a str, after: i64)
-        -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send + 'a;
-    fn alert_events<'a>(&'a mut self, device_id: &'a str, alert_key: &'a str)
-        -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send + 'a;
-    fn event_by_id<'a>(&'a mut self, device_id: &'a str, event_id: &'a str)
-        -> impl Future<Output = Result<Option<RecordedEvent>, StoreError>> + Send + 'a;
-    fn named_by_a_recovery<'a>(&'a mut self, device_id: &'a str, alert_key: &'a str, alarm_id: &'a str)
-        -> impl Future<Output = Result<bool, StoreError>> + Send + 'a;
-    fn alert_fold_state<'a>(&'a mut self, device_id: &'a str, alert_key: &'a str)
-        -> impl Future<Output = Result<Option<(AlertState, i64)>, StoreError>> + Send + 'a;
+    fn projected_version<'a>(
+        &'a mut self,
+        device_id: &'a str,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send + 'a;
+    fn events_after<'a>(
+        &'a mut self,
+        device_id: &'a str,
+        after: i64,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send + 'a;
+    fn alert_events<'a>(
+        &'a mut self,
+        device_id: &'a str,
+        alert_key: &'a str,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send + 'a;
+    fn event_by_id<'a>(
+        &'a mut self,
+        device_id: &'a str,
+        event_id: &'a str,
+    ) -> impl Future<Output = Result<Option<RecordedEvent>, StoreError>> + Send + 'a;
+    fn named_by_a_recovery<'a>(
+        &'a mut self,
+        device_id: &'a str,
+        alert_key: &'a str,
+        alarm_id: &'a str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send + 'a;
+    fn alert_fold_state<'a>(
+        &'a mut self,
+        device_id: &'a str,
+        alert_key: &'a str,
+    ) -> impl Future<Output = Result<Option<(AlertState, i64)>, StoreError>> + Send + 'a;
     /// Move the device's checkpoint from `from` to `to`; false when another writer moved
     /// it first (optimistic, like the stream itself).
-    fn claim<'a>(&'a mut self, device_id: &'a str, from: Option<i64>, to: i64, now: DateTime<Utc>)
-        -> impl Future<Output = Result<bool, StoreError>> + Send + 'a;
-    fn write_alert<'a>(&'a mut self, device_id: &'a str, alert_key: &'a str, state: &'a AlertState, stream_version: i64, now: DateTime<Utc>)
-        -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
-    fn write_episode<'a>(&'a mut self, device_id: &'a str, alert_key: &'a str, episode: &'a Episode)
-        -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
-    fn delete_episodes<'a>(&'a mut self, device_id: &'a str, alert_key: &'a str)
-        -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
-    fn refresh_device_summary<'a>(&'a mut self, device_id: &'a str, last_recorded_at: DateTime<Utc>, now: DateTime<Utc>)
-        -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
+    fn claim<'a>(
+        &'a mut self,
+        device_id: &'a str,
+        from: Option<i64>,
+        to: i64,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send + 'a;
+    fn write_alert<'a>(
+        &'a mut self,
+        device_id: &'a str,
+        alert_key: &'a str,
+        state: &'a AlertState,
+        stream_version: i64,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
+    fn write_episode<'a>(
+        &'a mut self,
+        device_id: &'a str,
+        alert_key: &'a str,
+        episode: &'a Episode,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
+    fn delete_episodes<'a>(
+        &'a mut self,
+        device_id: &'a str,
+        alert_key: &'a str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
+    fn refresh_device_summary<'a>(
+        &'a mut self,
+        device_id: &'a str,
+        last_recorded_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
 }
-
 
 engine_impl! {
     impl<'c> ProjectionTx for Transaction<'c, DB> {

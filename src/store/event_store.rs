@@ -39,13 +39,14 @@ impl<R: PersistedEventRepository> EventStore<Device> for StreamHeadStore<R> {
         &self,
         aggregate_id: &str,
     ) -> Result<Self::AC, AggregateError<DeviceError>> {
-        let head = with_pool!(&self.db, pool => pool.stream_head(aggregate_id).await)
-            .map_err(|error| match error {
+        let head = with_pool!(&self.db, pool => pool.stream_head(aggregate_id).await).map_err(
+            |error| match error {
                 super::StoreError::Database(e) if super::is_unavailable(&e) => {
                     AggregateError::DatabaseConnectionError(Box::new(e))
                 }
                 other => AggregateError::UnexpectedError(Box::new(other)),
-            })?;
+            },
+        )?;
         let head = usize::try_from(head).unwrap_or(0);
         Ok(EventStoreAggregateContext {
             aggregate_id: aggregate_id.to_string(),

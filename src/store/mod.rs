@@ -133,8 +133,7 @@ impl Db {
                 .connect_with(connect)
                 .await?;
             Db::Sqlite(pool)
-        } else if options.url.starts_with("postgres:") || options.url.starts_with("postgresql:")
-        {
+        } else if options.url.starts_with("postgres:") || options.url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)

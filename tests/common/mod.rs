@@ -45,7 +45,9 @@ pub async fn fresh_database(engine: Engine) -> Option<(String, Option<tempfile::
                 if std::env::var("CI").as_deref() == Ok("true") {
                     panic!("TEST_DATABASE_URL is not set under CI=true: PostgreSQL tests cannot be skipped");
                 }
-                eprintln!("SKIPPED: PostgreSQL test (set TEST_DATABASE_URL=postgres://… to run it)");
+                eprintln!(
+                    "SKIPPED: PostgreSQL test (set TEST_DATABASE_URL=postgres://… to run it)"
+                );
                 return None;
             };
             let name = format!("alert_ledger_test_{}", uuid::Uuid::now_v7().simple());
@@ -120,7 +122,11 @@ impl TestApp {
         self._dir.take()
     }
 
-    pub async fn post_raw(&self, body: impl Into<reqwest::Body>, content_type: Option<&str>) -> Answer {
+    pub async fn post_raw(
+        &self,
+        body: impl Into<reqwest::Body>,
+        content_type: Option<&str>,
+    ) -> Answer {
         let mut request = self.client.post(format!("{}/v1/events", self.address));
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
@@ -129,7 +135,8 @@ impl TestApp {
     }
 
     pub async fn post(&self, body: &Value) -> Answer {
-        self.post_raw(body.to_string(), Some("application/json")).await
+        self.post_raw(body.to_string(), Some("application/json"))
+            .await
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -157,7 +164,13 @@ impl TestApp {
                 return events;
             }
             assert_eq!(answer.status, 200, "{}", answer.body);
-            events.extend(answer.body["events"].as_array().expect("events").iter().cloned());
+            events.extend(
+                answer.body["events"]
+                    .as_array()
+                    .expect("events")
+                    .iter()
+                    .cloned(),
+            );
             match answer.body["next_cursor"].as_str() {
                 Some(next) => cursor = Some(next.to_string()),
                 None => return events,
@@ -176,7 +189,13 @@ impl TestApp {
             };
             let answer = self.get(&path).await;
             assert_eq!(answer.status, 200, "{}", answer.body);
-            alerts.extend(answer.body["alerts"].as_array().expect("alerts").iter().cloned());
+            alerts.extend(
+                answer.body["alerts"]
+                    .as_array()
+                    .expect("alerts")
+                    .iter()
+                    .cloned(),
+            );
             match answer.body["next_cursor"].as_str() {
                 Some(next) => cursor = Some(next.to_string()),
                 None => return alerts,

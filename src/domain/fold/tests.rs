@@ -1,7 +1,7 @@
 //! The BRIEF's reference cases with their exact outcomes, and property tests that the
 //! fold depends only on the event set.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
 
 use super::*;
@@ -109,7 +109,10 @@ fn case_5_a_tie_resolves_into_a_zero_length_episode() {
     ]);
     assert_eq!(result.state.status, Status::Resolved);
     assert_eq!(result.episodes.len(), 1);
-    assert_eq!(result.episodes[0].opened_at, result.episodes[0].closed_at.unwrap());
+    assert_eq!(
+        result.episodes[0].opened_at,
+        result.episodes[0].closed_at.unwrap()
+    );
 }
 
 #[test]
@@ -214,21 +217,26 @@ fn arbitrary_event_set() -> impl Strategy<Value = Vec<RecordedEvent>> {
         specs
             .iter()
             .enumerate()
-            .map(|(i, (is_alarm, occurred, recorded, resolves, severity, skew_days))| {
-                let kind = if *is_alarm { Kind::Alarm } else { Kind::Recovery };
-                let mut e = event(&format!("e{i:02}"), kind, "10:00:00", "10:00:00");
-                // Coarse minutes make ties common; a day of skew exercises the bound.
-                e.occurred_at = Some(
-                    base + Duration::minutes(*occurred) + Duration::days(*skew_days / 2),
-                );
-                e.recorded_at = base + Duration::minutes(*recorded);
-                if kind == Kind::Recovery {
-                    e.resolves = resolves.map(|r| format!("e{r:02}"));
-                }
-                e.severity = severity.map(|s| Severity::ALL[s]);
-                e.summary = severity.map(|s| format!("summary {s}"));
-                e
-            })
+            .map(
+                |(i, (is_alarm, occurred, recorded, resolves, severity, skew_days))| {
+                    let kind = if *is_alarm {
+                        Kind::Alarm
+                    } else {
+                        Kind::Recovery
+                    };
+                    let mut e = event(&format!("e{i:02}"), kind, "10:00:00", "10:00:00");
+                    // Coarse minutes make ties common; a day of skew exercises the bound.
+                    e.occurred_at =
+                        Some(base + Duration::minutes(*occurred) + Duration::days(*skew_days / 2));
+                    e.recorded_at = base + Duration::minutes(*recorded);
+                    if kind == Kind::Recovery {
+                        e.resolves = resolves.map(|r| format!("e{r:02}"));
+                    }
+                    e.severity = severity.map(|s| Severity::ALL[s]);
+                    e.summary = severity.map(|s| format!("summary {s}"));
+                    e
+                },
+            )
             .collect()
     })
 }
