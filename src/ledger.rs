@@ -8,6 +8,7 @@
 //! always surfaces either in the lookup or as a conflict: never as a second copy.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cqrs_es::event_sink::EventSink;
@@ -63,7 +64,18 @@ impl From<StoreError> for LedgerError {
     }
 }
 
+/// Running totals since the process started, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub recorded: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub conflict_retries: AtomicU64,
+    pub contended: AtomicU64,
+}
+
 pub struct Ledger {
+    pub counters: Counters,
     db: Db,
     streams: DeviceStreams,
     services: DeviceServices,
@@ -80,6 +92,7 @@ enum Attempt {
 impl Ledger {
     pub fn new(db: Db, projector: Projector, max_attempts: usize) -> Self {
         Self {
+            counters: Counters::default(),
             streams: DeviceStreams::new(&db),
             db,
             services: DeviceServices::system_clock(),
@@ -147,8 +160,22 @@ impl Ledger {
     ) -> Result<Vec<(usize, Outcome, i64)>, LedgerError> {
         for attempt in 1..=self.max_attempts {
             match self.try_record_device(device_id, items).await? {
-                Attempt::Done(outcomes) => return Ok(outcomes),
+                Attempt::Done(outcomes) => {
+                    for (_, outcome, _) in &outcomes {
+                        let counter = match outcome {
+                            Outcome::Recorded => &self.counters.recorded,
+                            Outcome::Duplicate => &self.counters.duplicates,
+                            Outcome::Conflict => &self.counters.conflicts,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(outcomes);
+                }
                 Attempt::Conflict => {
+                    if attempt == self.max_attempts {
+                        break;
+                    }
+                    self.counters.conflict_retries.fetch_add(1, Ordering::Relaxed);
                     let ceiling = 2u64.saturating_pow(attempt.min(6) as u32);
                     let wait = rand::thread_rng().gen_range(1..=ceiling);
                     tracing::debug!(

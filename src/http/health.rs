@@ -1,6 +1,11 @@
-//! `/healthz` (the process is up) and `/readyz` (the database answers).
+//! `/healthz` (the process is up), `/readyz` (the database answers) and `/metrics`
+//! (this process's counters in Prometheus text format).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use axum::http::header;
+use axum::response::IntoResponse;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -14,6 +19,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }
 
 async fn healthz() -> Json<Value> {
@@ -28,4 +34,28 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         Ok(Err(error)) => Err(ApiError::Unavailable(error.to_string())),
         Err(_) => Err(ApiError::Unavailable("database ping timed out".into())),
     }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let c = &state.ledger.counters;
+    let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let body = format!(
+        "# HELP alert_ledger_events_total Submitted events by outcome since start.\n\
+         # TYPE alert_ledger_events_total counter\n\
+         alert_ledger_events_total{{outcome=\"recorded\"}} {}\n\
+         alert_ledger_events_total{{outcome=\"duplicate\"}} {}\n\
+         alert_ledger_events_total{{outcome=\"conflict\"}} {}\n\
+         # HELP alert_ledger_append_retries_total Stream version conflicts retried.\n\
+         # TYPE alert_ledger_append_retries_total counter\n\
+         alert_ledger_append_retries_total {}\n\
+         # HELP alert_ledger_append_exhausted_total Appends answered 503 after every retry.\n\
+         # TYPE alert_ledger_append_exhausted_total counter\n\
+         alert_ledger_append_exhausted_total {}\n",
+        read(&c.recorded),
+        read(&c.duplicates),
+        read(&c.conflicts),
+        read(&c.conflict_retries),
+        read(&c.contended),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
