@@ -175,7 +175,9 @@ impl Ledger {
                     if attempt == self.max_attempts {
                         break;
                     }
-                    self.counters.conflict_retries.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .conflict_retries
+                        .fetch_add(1, Ordering::Relaxed);
                     let ceiling = 2u64.saturating_pow(attempt.min(6) as u32);
                     let wait = rand::thread_rng().gen_range(1..=ceiling);
                     tracing::debug!(

@@ -3,7 +3,10 @@
 //! server on each engine, and against three real `serve` processes on one PostgreSQL
 //! database. Afterwards every invariant is checked through the public API.
 //!
-//! Sized by `TORTURE_DEVICES` (default 2000) × `TORTURE_EVENTS` (default 20).
+//! Sized by `TORTURE_DEVICES` × `TORTURE_EVENTS` (defaults 500 × 20, so the suite stays
+//! within a few minutes in a debug build on two cores; the full size is
+//! `TORTURE_DEVICES=2000`, see docs/benchmarks.md). Each client takes the next 1–8
+//! submissions from the shuffled queue and posts them singly or as one batch.
 
 mod common;
 
@@ -25,7 +28,10 @@ use serde_json::{json, Value};
 const CLIENTS: usize = 64;
 
 fn size(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The submissions: each device's events, 10% of them twice, shuffled, with some
@@ -36,7 +42,11 @@ fn workload(devices: usize, per_device: usize) -> (Vec<Value>, usize) {
     for d in 0..devices {
         for e in 0..per_device {
             let minute = rng.gen_range(0..600);
-            let kind = if rng.gen_bool(0.5) { "alarm" } else { "recovery" };
+            let kind = if rng.gen_bool(0.5) {
+                "alarm"
+            } else {
+                "recovery"
+            };
             let mut event = json!({
                 "event_id": format!("t{d}-{e}"),
                 "device_id": format!("torture-{d:05}"),
@@ -60,7 +70,8 @@ fn workload(devices: usize, per_device: usize) -> (Vec<Value>, usize) {
     // Pull some same-device events next to each other.
     for i in (0..submissions.len().saturating_sub(1)).step_by(37) {
         let device = submissions[i]["device_id"].clone();
-        if let Some(j) = (i + 2..submissions.len()).find(|j| submissions[*j]["device_id"] == device) {
+        if let Some(j) = (i + 2..submissions.len()).find(|j| submissions[*j]["device_id"] == device)
+        {
             submissions.swap(i + 1, j);
         }
     }
@@ -80,16 +91,37 @@ async fn submit(targets: &[String], submissions: Vec<Value>) -> Duration {
         let target = targets[worker % targets.len()].clone();
         tokio::spawn(async move {
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(event) = queue.get(i) else { return };
+                let take = rand::thread_rng().gen_range(1..=8);
+                let start = next.fetch_add(take, Ordering::Relaxed);
+                if start >= queue.len() {
+                    return;
+                }
+                let chunk = &queue[start..(start + take).min(queue.len())];
+                let body = if chunk.len() == 1 {
+                    chunk[0].clone()
+                } else {
+                    json!(chunk)
+                };
                 let response = client
                     .post(format!("{target}/v1/events"))
-                    .json(event)
+                    .json(&body)
                     .send()
                     .await
                     .expect("post");
                 let status = response.status().as_u16();
-                assert!(status == 201 || status == 200, "status {status} for {event}");
+                let answer: Value = response.json().await.expect("json answer");
+                if chunk.len() == 1 {
+                    assert!(status == 201 || status == 200, "status {status}: {answer}");
+                } else {
+                    assert_eq!(status, 200, "{answer}");
+                    let items = answer["items"].as_array().expect("items");
+                    assert!(
+                        items
+                            .iter()
+                            .all(|i| i["status"] == 201 || i["status"] == 200),
+                        "{answer}"
+                    );
+                }
             }
         })
     });
@@ -108,7 +140,11 @@ fn time(value: &Value) -> DateTime<Utc> {
 fn recorded_event(json: &Value) -> RecordedEvent {
     RecordedEvent {
         event_id: json["event_id"].as_str().expect("id").to_string(),
-        kind: if json["kind"] == "alarm" { Kind::Alarm } else { Kind::Recovery },
+        kind: if json["kind"] == "alarm" {
+            Kind::Alarm
+        } else {
+            Kind::Recovery
+        },
         alert_key: json["alert_key"].as_str().expect("key").to_string(),
         occurred_at: (json["occurred_at_given"] == true).then(|| time(&json["occurred_at"])),
         recorded_at: time(&json["recorded_at"]),
@@ -122,7 +158,12 @@ fn recorded_event(json: &Value) -> RecordedEvent {
 }
 
 /// Check every invariant of one device through the API.
-async fn check_device(client: &reqwest::Client, target: &str, device: String, expected: BTreeSet<String>) {
+async fn check_device(
+    client: &reqwest::Client,
+    target: &str,
+    device: String,
+    expected: BTreeSet<String>,
+) {
     let trail: Value = client
         .get(format!("{target}/v1/devices/{device}/events?limit=1000"))
         .send()
@@ -132,16 +173,36 @@ async fn check_device(client: &reqwest::Client, target: &str, device: String, ex
         .await
         .expect("json");
     let events = trail["events"].as_array().expect("events");
-    let ids: BTreeSet<String> = events.iter().map(|e| e["event_id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(ids, expected, "{device}: the trail must hold every distinct event once");
-    assert_eq!(ids.len(), events.len(), "{device}: an event is recorded twice");
-    let versions: Vec<i64> = events.iter().map(|e| e["stream_version"].as_i64().unwrap()).collect();
-    assert_eq!(versions, (1..=events.len() as i64).collect::<Vec<_>>(), "{device}: version gap");
+    let ids: BTreeSet<String> = events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids, expected,
+        "{device}: the trail must hold every distinct event once"
+    );
+    assert_eq!(
+        ids.len(),
+        events.len(),
+        "{device}: an event is recorded twice"
+    );
+    let versions: Vec<i64> = events
+        .iter()
+        .map(|e| e["stream_version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        versions,
+        (1..=events.len() as i64).collect::<Vec<_>>(),
+        "{device}: version gap"
+    );
 
     let mut by_alert: BTreeMap<String, Vec<RecordedEvent>> = BTreeMap::new();
     for event in events {
         let event = recorded_event(event);
-        by_alert.entry(event.alert_key.clone()).or_default().push(event);
+        by_alert
+            .entry(event.alert_key.clone())
+            .or_default()
+            .push(event);
     }
     for (alert_key, events) in by_alert {
         let folded = fold(&events, &FoldConfig::default());
@@ -155,16 +216,36 @@ async fn check_device(client: &reqwest::Client, target: &str, device: String, ex
             .expect("json");
         let context = format!("{device}/{alert_key}");
         assert_eq!(alert["status"], folded.state.status.as_str(), "{context}");
-        assert_eq!(alert["episode_count"], folded.state.episode_count, "{context}");
-        assert_eq!(alert["stray_recovery_count"], folded.state.stray_recovery_count, "{context}");
-        assert_eq!(alert["since"].as_str().map(|_| time(&alert["since"])), folded.state.since, "{context}");
-        assert_eq!(alert["severity"].as_str(), folded.state.severity.map(|s| s.as_str()), "{context}");
+        assert_eq!(
+            alert["episode_count"], folded.state.episode_count,
+            "{context}"
+        );
+        assert_eq!(
+            alert["stray_recovery_count"], folded.state.stray_recovery_count,
+            "{context}"
+        );
+        assert_eq!(
+            alert["since"].as_str().map(|_| time(&alert["since"])),
+            folded.state.since,
+            "{context}"
+        );
+        assert_eq!(
+            alert["severity"].as_str(),
+            folded.state.severity.map(|s| s.as_str()),
+            "{context}"
+        );
         let episodes = alert["episodes"].as_array().expect("episodes");
         assert_eq!(episodes.len(), folded.episodes.len(), "{context}");
         for (shown, want) in episodes.iter().zip(&folded.episodes) {
             assert_eq!(shown["number"], want.number, "{context}");
             assert_eq!(time(&shown["opened_at"]), want.opened_at, "{context}");
-            assert_eq!(shown["closed_at"].as_str().map(|_| time(&shown["closed_at"])), want.closed_at, "{context}");
+            assert_eq!(
+                shown["closed_at"]
+                    .as_str()
+                    .map(|_| time(&shown["closed_at"])),
+                want.closed_at,
+                "{context}"
+            );
             assert_eq!(shown["alarm_count"], want.alarm_count, "{context}");
             assert_eq!(shown["reconciled"], want.reconciled, "{context}");
         }
@@ -174,7 +255,14 @@ async fn check_device(client: &reqwest::Client, target: &str, device: String, ex
 async fn retries_reported(client: &reqwest::Client, targets: &[String]) -> u64 {
     let mut total = 0;
     for target in targets {
-        let text = client.get(format!("{target}/metrics")).send().await.expect("metrics").text().await.expect("text");
+        let text = client
+            .get(format!("{target}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
         total += text
             .lines()
             .find_map(|l| l.strip_prefix("alert_ledger_append_retries_total "))
@@ -185,7 +273,7 @@ async fn retries_reported(client: &reqwest::Client, targets: &[String]) -> u64 {
 }
 
 async fn torture(label: &str, targets: Vec<String>) {
-    let (devices, per_device) = (size("TORTURE_DEVICES", 2000), size("TORTURE_EVENTS", 20));
+    let (devices, per_device) = (size("TORTURE_DEVICES", 500), size("TORTURE_EVENTS", 20));
     let (submissions, distinct) = workload(devices, per_device);
     let mut expected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for event in &submissions {
@@ -219,8 +307,14 @@ async fn torture(label: &str, targets: Vec<String>) {
 }
 
 async fn one_server_survives_the_torture(engine: Engine) {
-    let Some(app) = spawn_app(engine).await else { return };
-    torture(&format!("{engine:?}, one server"), vec![app.address.clone()]).await;
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
+    torture(
+        &format!("{engine:?}, one server"),
+        vec![app.address.clone()],
+    )
+    .await;
 }
 
 on_both_engines!(one_server_survives_the_torture);
@@ -277,7 +371,9 @@ pub async fn start_servers(database_url: &str, count: usize) -> (Servers, Vec<St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_server_processes_on_one_postgres_survive_the_torture() {
-    let Some((url, _)) = fresh_database(Engine::Postgres).await else { return };
+    let Some((url, _)) = fresh_database(Engine::Postgres).await else {
+        return;
+    };
     let (_servers, targets) = start_servers(&url, 3).await;
     torture("Postgres, three processes", targets).await;
 }
