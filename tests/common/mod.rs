@@ -80,6 +80,12 @@ pub async fn spawn_app_on(database_url: &str) -> TestApp {
     let mut args = LedgerArgs::with_database_url(database_url);
     args.max_connections = 16;
     args.max_append_attempts = 30;
+    spawn_app_with(args).await
+}
+
+pub async fn spawn_app_with(args: LedgerArgs) -> TestApp {
+    let database_url = args.database_url.clone();
+    let database_url = database_url.as_str();
     let state = server::open(&args).await.expect("open ledger");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = format!("http://{}", listener.local_addr().expect("addr"));
