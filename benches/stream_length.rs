@@ -55,7 +55,7 @@ async fn run(url: &str) {
         let seeded = started.elapsed();
         // A freshly loaded table has no planner statistics until autovacuum runs;
         // measure the steady state, not the first minute after a bulk load.
-        alert_ledger::with_pool!(&state.db, pool => sqlx::query("ANALYZE").execute(pool).await)
+        alert_ledger::with_pool!(&state.db, pool => sqlx::query("ANALYZE").execute(pool).await.map(|_| ()))
             .expect("analyze");
         let started = Instant::now();
         for n in history..history + SAMPLES {
