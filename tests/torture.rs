@@ -11,7 +11,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use std::time::{Duration, Instant};
 use alert_ledger::domain::fold::fold;
 use alert_ledger::domain::{FoldConfig, Kind, RecordedEvent, Severity};
 use chrono::{DateTime, Utc};
-use common::{fresh_database, spawn_app, Engine};
+use common::{fresh_database, spawn_app, start_servers, Engine};
 use futures::StreamExt;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -318,56 +317,6 @@ async fn one_server_survives_the_torture(engine: Engine) {
 }
 
 on_both_engines!(one_server_survives_the_torture);
-
-/// Real `serve` processes, killed when dropped.
-struct Servers(Vec<Child>);
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-pub async fn start_servers(database_url: &str, count: usize) -> (Servers, Vec<String>) {
-    let mut servers = Servers(Vec::new());
-    let mut targets = Vec::new();
-    for _ in 0..count {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_alert-ledger"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", database_url)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start alert-ledger serve");
-        servers.0.push(child);
-        targets.push(format!("http://127.0.0.1:{port}"));
-    }
-    let client = reqwest::Client::new();
-    for target in &targets {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = client.get(format!("{target}/readyz")).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "{target} did not become ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    (servers, targets)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_server_processes_on_one_postgres_survive_the_torture() {

@@ -6,7 +6,8 @@
 
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use alert_ledger::config::LedgerArgs;
 use alert_ledger::http::AppState;
@@ -258,4 +259,54 @@ macro_rules! on_both_engines {
             }
         )*
     };
+}
+
+/// Real `serve` processes, killed when dropped.
+pub struct Servers(pub Vec<Child>);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub async fn start_servers(database_url: &str, count: usize) -> (Servers, Vec<String>) {
+    let mut servers = Servers(Vec::new());
+    let mut targets = Vec::new();
+    for _ in 0..count {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_alert-ledger"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", database_url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start alert-ledger serve");
+        servers.0.push(child);
+        targets.push(format!("http://127.0.0.1:{port}"));
+    }
+    let client = reqwest::Client::new();
+    for target in &targets {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client.get(format!("{target}/readyz")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "{target} did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    (servers, targets)
 }
