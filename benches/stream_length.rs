@@ -23,7 +23,7 @@ fn event(device: &str, n: usize) -> NewEvent {
         event_id: format!("{device}-{n}"),
         device_id: device.to_string(),
         alert_key: "offline".to_string(),
-        kind: if n % 2 == 0 {
+        kind: if n.is_multiple_of(2) {
             Kind::Alarm
         } else {
             Kind::Recovery
