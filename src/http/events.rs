@@ -16,13 +16,14 @@ use crate::domain::fold::effective_time;
 use crate::domain::FoldConfig;
 use crate::error::{ApiError, FieldError};
 use crate::ledger::{ItemResult, Outcome};
+use crate::store::log::FeedCursor;
 use crate::store::{EventLog, StoredEvent};
 use crate::submission::{check_name, parse_json, validate_body, Submission, MAX_NAME_CHARS};
 use crate::with_pool;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/events", post(record))
+        .route("/v1/events", post(record).get(feed))
         .route("/v1/devices/{device_id}/events", get(trail))
 }
 
@@ -193,4 +194,45 @@ async fn trail(
         "events": events,
         "next_cursor": next_cursor,
     })))
+}
+
+/// `GET /v1/events?after=POSITION&limit=N`: the global feed for followers. Pass the
+/// `position` of the last event you processed as `after` (or `next_after`).
+async fn feed(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let params = parse_query(query.as_deref(), &["after", "limit"])?;
+    let limit = limit(&params)?;
+    let cursor = match params.get("after") {
+        None => FeedCursor::Start,
+        Some(text) => match text.parse::<i64>() {
+            Ok(0) => FeedCursor::Start,
+            Ok(position) if position > 0 => FeedCursor::After(position),
+            _ => {
+                return Err(ApiError::InvalidQuery(vec![FieldError::new(
+                    "after",
+                    "must be a position this feed returned (a whole number), or 0",
+                )]))
+            }
+        },
+    };
+    let events =
+        with_pool!(&state.db, pool => pool.feed(cursor, limit).await)?.ok_or_else(|| {
+            ApiError::InvalidQuery(vec![FieldError::new("after", "no event has this position")])
+        })?;
+    let next_after = match (events.last(), cursor) {
+        (Some(last), _) => last.position,
+        (None, FeedCursor::After(position)) => position,
+        (None, FeedCursor::Start) => 0,
+    };
+    let events: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            let mut json = event_json(&e.device_id, &e.stored, &state.fold);
+            json["position"] = json!(e.position);
+            json
+        })
+        .collect();
+    Ok(Json(json!({ "events": events, "next_after": next_after })))
 }

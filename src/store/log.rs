@@ -33,7 +33,39 @@ impl From<EventRow> for StoredEvent {
     }
 }
 
+/// One event of the global feed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedEvent {
+    pub position: i64,
+    pub device_id: String,
+    pub stored: StoredEvent,
+}
+
+#[derive(sqlx::FromRow)]
+struct FeedRow {
+    aggregate_id: String,
+    sequence: i64,
+    payload: Json<DeviceEvent>,
+    position: i64,
+}
+
+/// Where the global feed stands: the event at `position`, or nothing yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedCursor {
+    Start,
+    After(i64),
+}
+
 pub trait EventLog {
+    /// The next events of the global feed after `cursor`, in an order that never puts
+    /// a late-committing event behind one already served; `None` if `cursor` names no
+    /// recorded event.
+    fn feed(
+        &self,
+        cursor: FeedCursor,
+        limit: i64,
+    ) -> impl Future<Output = Result<Option<Vec<FeedEvent>>, StoreError>> + Send;
+
     /// The last stream version of a device (0 for a device with no events).
     fn stream_head(&self, device_id: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
 
@@ -59,6 +91,53 @@ pub trait EventLog {
 
 engine_impl! {
     impl EventLog for Pool<DB> {
+        async fn feed(&self, cursor: FeedCursor, limit: i64) -> Result<Option<Vec<FeedEvent>>, StoreError> {
+            let (after_transaction, after_position) = match cursor {
+                FeedCursor::Start => (-1i64, -1i64),
+                FeedCursor::After(position) => {
+                    let transaction: Option<i64> =
+                        sqlx::query_scalar("SELECT transaction_id FROM events WHERE position = $1")
+                            .bind(position)
+                            .fetch_optional(self)
+                            .await?;
+                    match transaction {
+                        Some(transaction) => (transaction, position),
+                        None => return Ok(None),
+                    }
+                }
+            };
+            let sql = format!(
+                "SELECT aggregate_id, sequence, payload, position FROM events \
+                 WHERE aggregate_type = $1 \
+                   AND (transaction_id > $2 OR (transaction_id = $2 AND position > $3)) \
+                   AND transaction_id < {} \
+                 ORDER BY transaction_id, position LIMIT $4",
+                <DB as super::Dialect>::FEED_HORIZON
+            );
+            let rows = sqlx::query_as::<_, FeedRow>(&sql)
+                .bind(DEVICE_STREAM)
+                .bind(after_transaction)
+                .bind(after_position)
+                .bind(limit)
+                .fetch_all(self)
+                .await?;
+            Ok(Some(
+                rows.into_iter()
+                    .map(|row| {
+                        let Json(DeviceEvent::Recorded(event)) = row.payload;
+                        FeedEvent {
+                            position: row.position,
+                            device_id: row.aggregate_id,
+                            stored: StoredEvent {
+                                stream_version: row.sequence,
+                                event,
+                            },
+                        }
+                    })
+                    .collect(),
+            ))
+        }
+
         async fn stream_head(&self, device_id: &str) -> Result<i64, StoreError> {
             let head: Option<i64> = sqlx::query_scalar(
                 "SELECT MAX(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",

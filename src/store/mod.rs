@@ -6,7 +6,7 @@
 //! two engines run the same SQL text.
 
 pub mod event_store;
-mod log;
+pub mod log;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use log::{EventLog, EventRow, StoredEvent};
+pub use log::{EventLog, EventRow, FeedEvent, StoredEvent};
 
 /// The aggregate type of every device stream in the `events` table.
 pub const DEVICE_STREAM: &str = "device";
@@ -57,6 +57,22 @@ pub(crate) fn is_unavailable(error: &sqlx::Error) -> bool {
         ),
         _ => false,
     }
+}
+
+/// What little SQL differs between the engines, named so the shared SQL can say why.
+pub trait Dialect {
+    /// Transactions below this id have all finished: the global feed serves only those,
+    /// so an event that commits late is never skipped. SQLite has one writer at a time,
+    /// so everything committed is final.
+    const FEED_HORIZON: &'static str;
+}
+
+impl Dialect for sqlx::Sqlite {
+    const FEED_HORIZON: &'static str = "9223372036854775807";
+}
+
+impl Dialect for sqlx::Postgres {
+    const FEED_HORIZON: &'static str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
 }
 
 /// A connection pool to one of the two engines. Cloning is cheap.

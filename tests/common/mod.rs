@@ -210,6 +210,14 @@ impl TestApp {
         }
     }
 
+    /// The PostgreSQL pool of a PostgreSQL app.
+    pub fn state_pool(&self) -> sqlx::PgPool {
+        match &self.state.db {
+            alert_ledger::store::Db::Postgres(pool) => pool.clone(),
+            alert_ledger::store::Db::Sqlite(_) => panic!("not a PostgreSQL app"),
+        }
+    }
+
     pub async fn alert(&self, device_id: &str, alert_key: &str) -> Value {
         let answer = self
             .get(&format!("/v1/devices/{device_id}/alerts/{alert_key}"))
