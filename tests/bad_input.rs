@@ -198,6 +198,11 @@ async fn bad_queries_and_paths_get_400_and_unknown_ones_404(engine: Engine) {
         "/v1/devices/d/events?alert_key=",
         "/v1/devices/d/events?kind=alarm",
         "/v1/devices/d%07/alerts",
+        "/v1/devices/%FF/alerts",
+        "/v1/devices/%FF/alerts/offline",
+        "/v1/devices/%FF/events",
+        "/v1/devices/d/alerts?foo=1",
+        "/v1/devices/d/alerts/default?foo=1",
     ] {
         assert_problem(&app.get(path).await, 400, None);
     }

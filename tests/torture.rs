@@ -26,6 +26,9 @@ use serde_json::{json, Value};
 
 const CLIENTS: usize = 64;
 
+/// 503 answers the clients retried, across all runs in this process.
+static UNAVAILABLE: AtomicUsize = AtomicUsize::new(0);
+
 fn size(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -101,14 +104,29 @@ async fn submit(targets: &[String], submissions: Vec<Value>) -> Duration {
                 } else {
                     json!(chunk)
                 };
-                let response = client
-                    .post(format!("{target}/v1/events"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .expect("post");
-                let status = response.status().as_u16();
-                let answer: Value = response.json().await.expect("json answer");
+                // A sender's contract: 503 means "retry after Retry-After", and resending
+                // is safe because every event carries its id.
+                let mut attempts = 0;
+                let (status, answer) = loop {
+                    let response = client
+                        .post(format!("{target}/v1/events"))
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("post");
+                    let status = response.status().as_u16();
+                    let answer: Value = response.json().await.expect("json answer");
+                    let unavailable = status == 503
+                        || answer["items"]
+                            .as_array()
+                            .is_some_and(|items| items.iter().any(|i| i["status"] == 503));
+                    attempts += 1;
+                    if !unavailable || attempts == 20 {
+                        break (status, answer);
+                    }
+                    UNAVAILABLE.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                };
                 if chunk.len() == 1 {
                     assert!(status == 201 || status == 200, "status {status}: {answer}");
                 } else {
@@ -297,11 +315,12 @@ async fn torture(label: &str, targets: Vec<String>) {
     println!(
         "torture[{label}]: {devices} devices, {distinct} distinct events, {} duplicates, \
          {sent} submissions from {CLIENTS} clients to {} server(s) in {:.1}s ({:.0}/s), \
-         {retries} conflict retries; every invariant held",
+         {retries} conflict retries, {} answers 503 retried by clients; every invariant held",
         sent - distinct,
         targets.len(),
         elapsed.as_secs_f64(),
         sent as f64 / elapsed.as_secs_f64(),
+        UNAVAILABLE.load(Ordering::Relaxed),
     );
 }
 

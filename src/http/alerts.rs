@@ -1,12 +1,13 @@
 //! Alert reads: one alert with its episodes, a device's alerts, and alerts across
 //! devices filtered by status.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::params::{decode_cursor, encode_cursor, limit, parse_query, path_name};
+use super::params::{decode_cursor, encode_cursor, limit, parse_query, path_name, path_segments};
 use super::AppState;
 use crate::error::{ApiError, FieldError};
 use crate::projections::ReadModels;
@@ -21,8 +22,11 @@ pub fn router() -> Router<AppState> {
 
 async fn alert(
     State(state): State<AppState>,
-    Path((device_id, alert_key)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
+    parse_query(query.as_deref(), &[])?;
+    let (device_id, alert_key) = path_segments(path)?;
     path_name("device_id", &device_id)?;
     path_name("alert_key", &alert_key)?;
     let row = with_pool!(&state.db, pool => pool.alert(&device_id, &alert_key).await)?.ok_or_else(
@@ -40,8 +44,11 @@ async fn alert(
 
 async fn device_alerts(
     State(state): State<AppState>,
-    Path(device_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
+    parse_query(query.as_deref(), &[])?;
+    let device_id = path_segments(path)?;
     path_name("device_id", &device_id)?;
     let alerts = with_pool!(&state.db, pool => pool.device_alerts(&device_id).await)?;
     if alerts.is_empty() {

@@ -2,7 +2,7 @@
 //! `GET /v1/devices/{device_id}/events` (the audit trail).
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::params::{decode_cursor, encode_cursor, limit, parse_query, path_name};
+use super::params::{decode_cursor, encode_cursor, limit, parse_query, path_name, path_segments};
 use super::{AppState, MAX_BODY_BYTES};
 use crate::domain::fold::effective_time;
 use crate::domain::FoldConfig;
@@ -43,8 +43,10 @@ fn is_json(headers: &HeaderMap) -> bool {
 async fn record(
     State(state): State<AppState>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    parse_query(query.as_deref(), &[])?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(MAX_BODY_BYTES)
@@ -150,9 +152,10 @@ pub fn event_json(device_id: &str, stored: &StoredEvent, fold: &FoldConfig) -> V
 
 async fn trail(
     State(state): State<AppState>,
-    Path(device_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
+    let device_id = path_segments(path)?;
     path_name("device_id", &device_id)?;
     let params = parse_query(query.as_deref(), &["alert_key", "limit", "cursor"])?;
     let limit = limit(&params)?;

@@ -81,3 +81,14 @@ pub fn path_name(name: &str, value: &str) -> Result<(), ApiError> {
     check_name(value, MAX_NAME_CHARS)
         .map_err(|why| ApiError::InvalidPath(vec![FieldError::new(name, why)]))
 }
+
+/// Path segments, with axum's own rejections (bad UTF-8, missing segment) answered as
+/// problem documents too.
+pub fn path_segments<T>(
+    path: Result<axum::extract::Path<T>, axum::extract::rejection::PathRejection>,
+) -> Result<T, ApiError> {
+    path.map(|axum::extract::Path(value)| value)
+        .map_err(|rejection| {
+            ApiError::InvalidPath(vec![FieldError::new("path", rejection.body_text())])
+        })
+}

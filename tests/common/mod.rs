@@ -81,6 +81,8 @@ pub async fn spawn_app_on(database_url: &str) -> TestApp {
     let mut args = LedgerArgs::with_database_url(database_url);
     args.max_connections = 16;
     args.max_append_attempts = 30;
+    // Two cores shared by parallel tests: wait for a connection rather than shed load.
+    args.acquire_timeout_seconds = 60;
     spawn_app_with(args).await
 }
 
