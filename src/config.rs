@@ -41,6 +41,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Append newline-delimited JSON events from a file (or `-` for stdin).
     Import(ImportArgs),
+    /// Rebuild the read models from the log and switch readers over atomically.
+    Rebuild(RebuildArgs),
+    /// Recompute the read models from the log and compare them with the live tables;
+    /// exits 1 on any difference.
+    Verify(VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +65,25 @@ pub struct ImportArgs {
     #[arg(long, env = "ALERT_LEDGER_IMPORT_BATCH", default_value_t = 500,
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub batch_size: u16,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// The projection to rebuild; `ledger` (alert_state, alert_episodes, device_summary)
+    /// is the only one, and the default.
+    #[arg(long, default_value = "ledger", value_parser = ["ledger"])]
+    pub projection: String,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// How many differences to print at most.
+    #[arg(long, default_value_t = 20)]
+    pub max_differences: usize,
     #[command(flatten)]
     pub ledger: LedgerArgs,
 }

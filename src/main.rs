@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use alert_ledger::cli::import::import;
+use alert_ledger::cli::maintenance::{run_rebuild, run_verify};
 use alert_ledger::config::{Cli, Command, LogFormat};
 use alert_ledger::server;
 
@@ -46,6 +47,61 @@ async fn main() -> ExitCode {
             db.close().await;
             tracing::info!("stopped");
             ExitCode::SUCCESS
+        }
+        Command::Rebuild(args) => {
+            let state = match server::open(&args.ledger).await {
+                Ok(state) => state,
+                Err(error) => {
+                    tracing::error!(%error, "cannot open the ledger database");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match run_rebuild(&state.projector).await {
+                Ok((report, seconds)) => {
+                    println!(
+                        "rebuilt projection {} from {} events of {} devices in {:.1}s ({:.0} events/s)",
+                        args.projection,
+                        report.events,
+                        report.devices,
+                        seconds,
+                        report.events as f64 / seconds.max(1e-9)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    tracing::error!(%error, "rebuild failed; the live tables are unchanged");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Verify(args) => {
+            let state = match server::open(&args.ledger).await {
+                Ok(state) => state,
+                Err(error) => {
+                    tracing::error!(%error, "cannot open the ledger database");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match run_verify(&state.projector, args.max_differences).await {
+                Ok(report) => {
+                    for difference in &report.differences {
+                        println!("{}", difference.0);
+                    }
+                    println!(
+                        "verified {} events of {} devices: {} devices differ",
+                        report.events, report.devices, report.devices_with_differences
+                    );
+                    if report.devices_with_differences == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "verify failed");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Import(args) => {
             let state = match server::open(&args.ledger).await {

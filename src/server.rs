@@ -17,9 +17,14 @@ pub async fn open(args: &LedgerArgs) -> Result<AppState, StoreError> {
     let fold = args.fold_config();
     let projector = Projector::new(db.clone(), fold);
     projector.start().await?;
-    let ledger = Ledger::new(db.clone(), projector, usize::from(args.max_append_attempts));
+    let ledger = Ledger::new(
+        db.clone(),
+        projector.clone(),
+        usize::from(args.max_append_attempts),
+    );
     Ok(AppState {
         ledger: Arc::new(ledger),
+        projector,
         db,
         fold,
     })

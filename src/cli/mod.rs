@@ -1,3 +1,4 @@
 //! Command-line commands other than `serve`.
 
 pub mod import;
+pub mod maintenance;

@@ -15,6 +15,7 @@ use tower_http::trace::TraceLayer;
 use crate::domain::FoldConfig;
 use crate::error::ApiError;
 use crate::ledger::Ledger;
+use crate::projections::Projector;
 use crate::store::Db;
 
 /// Request bodies larger than this get 413.
@@ -23,6 +24,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub ledger: Arc<Ledger>,
+    pub projector: Projector,
     pub db: Db,
     pub fold: FoldConfig,
 }

@@ -8,6 +8,7 @@
 //! same transaction as the rows, so a crash never leaves them apart.
 
 pub mod read;
+pub mod rebuild;
 mod tx;
 
 use std::collections::BTreeMap;
@@ -102,6 +103,58 @@ impl Projector {
                 .bind(PROJECTION_VERSION)
                 .execute(&mut *tx)
                 .await?;
+            }
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        })
+    }
+
+    fn tables_sql(&self) -> &'static str {
+        match &self.db {
+            Db::Sqlite(_) => SQLITE_TABLES,
+            Db::Postgres(_) => POSTGRES_TABLES,
+        }
+    }
+
+    /// Replace the live read models by the `*_next` tables in one transaction: readers
+    /// see the old tables until the commit and the new ones after it.
+    async fn swap_in_next_tables(&self) -> Result<(), StoreError> {
+        let live_indexes = self.tables_sql();
+        with_pool!(&self.db, pool => {
+            let mut tx = match &self.db {
+                Db::Sqlite(_) => pool.begin_with("BEGIN IMMEDIATE").await?,
+                Db::Postgres(_) => pool.begin_with("BEGIN").await?,
+            };
+            if let Db::Postgres(_) = &self.db {
+                sqlx::query("LOCK TABLE alert_state, alert_episodes, device_summary IN ACCESS EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for table in PROJECTION_TABLES {
+                sqlx::query(&format!("DROP TABLE {table}")).execute(&mut *tx).await?;
+                sqlx::query(&format!("ALTER TABLE {table}_next RENAME TO {table}"))
+                    .execute(&mut *tx)
+                    .await?;
+                if let Db::Postgres(_) = &self.db {
+                    // PostgreSQL keeps the primary key's index name through a rename.
+                    sqlx::query(&format!("ALTER INDEX {table}_next_pkey RENAME TO {table}_pkey"))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            // Secondary indexes keep their `_next` names too: recreate them under the
+            // live names from the table definitions.
+            for statement in live_indexes.split(';').map(str::trim) {
+                if let Some(index) = statement
+                    .lines()
+                    .find(|l| l.trim_start().starts_with("CREATE INDEX"))
+                {
+                    let name = index.split_whitespace().nth(2).unwrap_or_default();
+                    sqlx::query(&format!("DROP INDEX IF EXISTS {}", name.replace("alert_state", "alert_state_next")))
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                }
             }
             tx.commit().await?;
             Ok::<(), StoreError>(())
