@@ -115,6 +115,15 @@ pub struct LedgerArgs {
     #[arg(long, env = "ALERT_LEDGER_MAX_APPEND_ATTEMPTS", default_value_t = 10,
           value_parser = clap::value_parser!(u16).range(1..=100))]
     pub max_append_attempts: u16,
+    /// Fault injection for crash tests: pause this long after an append commits and
+    /// before its projection update, so a test can kill the process in between.
+    #[arg(
+        long,
+        env = "ALERT_LEDGER_FAULT_PAUSE_BEFORE_PROJECTION_MS",
+        default_value_t = 0,
+        hide = true
+    )]
+    pub fault_pause_before_projection_ms: u64,
 }
 
 impl LedgerArgs {
@@ -125,6 +134,7 @@ impl LedgerArgs {
             acquire_timeout_seconds: 5,
             max_future_skew_seconds: 300,
             max_append_attempts: 10,
+            fault_pause_before_projection_ms: 0,
         }
     }
 

@@ -81,6 +81,7 @@ pub struct Ledger {
     services: DeviceServices,
     projector: Projector,
     max_attempts: usize,
+    fault_pause_before_projection: Duration,
 }
 
 /// What a commit attempt concluded.
@@ -98,7 +99,15 @@ impl Ledger {
             services: DeviceServices::system_clock(),
             projector,
             max_attempts: max_attempts.max(1),
+            fault_pause_before_projection: Duration::ZERO,
         }
+    }
+
+    /// Crash tests only: widen the window between an append's commit and its
+    /// projection update, where a crash leaves the projection behind the log.
+    pub fn with_fault_pause_before_projection(mut self, pause: Duration) -> Self {
+        self.fault_pause_before_projection = pause;
+        self
     }
 
     pub fn db(&self) -> &Db {
@@ -116,6 +125,13 @@ impl Ledger {
             let items: Vec<&NewEvent> = indexes.iter().map(|i| &events[*i]).collect();
             for (position, outcome, version) in self.record_device(device_id, &items).await? {
                 outcomes[indexes[position]] = Some((outcome, version));
+            }
+            if !self.fault_pause_before_projection.is_zero() {
+                tracing::warn!(
+                    device_id,
+                    "fault injection: pausing before the projection update"
+                );
+                tokio::time::sleep(self.fault_pause_before_projection).await;
             }
             if let Err(error) = self.projector.catch_up(device_id).await {
                 tracing::error!(device_id, %error, "projection update failed; it will catch up");

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -21,7 +22,10 @@ pub async fn open(args: &LedgerArgs) -> Result<AppState, StoreError> {
         db.clone(),
         projector.clone(),
         usize::from(args.max_append_attempts),
-    );
+    )
+    .with_fault_pause_before_projection(Duration::from_millis(
+        args.fault_pause_before_projection_ms,
+    ));
     Ok(AppState {
         ledger: Arc::new(ledger),
         projector,

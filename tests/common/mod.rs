@@ -291,6 +291,14 @@ pub fn free_port() -> u16 {
 }
 
 pub async fn start_servers(database_url: &str, count: usize) -> (Servers, Vec<String>) {
+    start_servers_with(database_url, count, &[]).await
+}
+
+pub async fn start_servers_with(
+    database_url: &str,
+    count: usize,
+    env: &[(&str, &str)],
+) -> (Servers, Vec<String>) {
     let mut servers = Servers(Vec::new());
     let mut targets = Vec::new();
     for _ in 0..count {
@@ -299,6 +307,7 @@ pub async fn start_servers(database_url: &str, count: usize) -> (Servers, Vec<St
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("DATABASE_URL", database_url)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .expect("start alert-ledger serve");
