@@ -112,7 +112,7 @@ pub struct LedgerArgs {
     )]
     pub max_future_skew_seconds: u32,
     /// Attempts at appending to a contended device stream before answering 503.
-    #[arg(long, env = "ALERT_LEDGER_MAX_APPEND_ATTEMPTS", default_value_t = 10,
+    #[arg(long, env = "ALERT_LEDGER_MAX_APPEND_ATTEMPTS", default_value_t = 30,
           value_parser = clap::value_parser!(u16).range(1..=100))]
     pub max_append_attempts: u16,
     /// Fault injection for crash tests: pause this long after an append commits and
@@ -133,7 +133,7 @@ impl LedgerArgs {
             max_connections: 10,
             acquire_timeout_seconds: 5,
             max_future_skew_seconds: 300,
-            max_append_attempts: 10,
+            max_append_attempts: 30,
             fault_pause_before_projection_ms: 0,
         }
     }

@@ -194,7 +194,9 @@ impl Ledger {
                     self.counters
                         .conflict_retries
                         .fetch_add(1, Ordering::Relaxed);
-                    let ceiling = 2u64.saturating_pow(attempt.min(6) as u32);
+                    // Full jitter over an exponential ceiling (2, 4, … 128 ms) spreads the
+                    // contenders of a hot stream out instead of re-colliding them.
+                    let ceiling = 2u64.saturating_pow(attempt.min(7) as u32);
                     let wait = rand::thread_rng().gen_range(1..=ceiling);
                     tracing::debug!(
                         device_id,
@@ -206,6 +208,7 @@ impl Ledger {
                 }
             }
         }
+        self.counters.contended.fetch_add(1, Ordering::Relaxed);
         Err(LedgerError::Contended(
             device_id.to_string(),
             self.max_attempts,

@@ -19,7 +19,11 @@ fn cli(args: &[&str], database_url: &str) -> (i32, String) {
         .expect("run alert-ledger");
     (
         output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).to_string(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
     )
 }
 

@@ -74,7 +74,7 @@ impl Projector {
             Db::Postgres(_) => (POSTGRES_TABLES, Some("SELECT pg_advisory_xact_lock(7411)")),
         };
         with_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(self.db.begin_write()).await?;
             if let Some(lock) = lock {
                 sqlx::query(lock).execute(&mut *tx).await?;
             }
@@ -121,12 +121,11 @@ impl Projector {
     async fn swap_in_next_tables(&self) -> Result<(), StoreError> {
         let live_indexes = self.tables_sql();
         with_pool!(&self.db, pool => {
-            let mut tx = match &self.db {
-                Db::Sqlite(_) => pool.begin_with("BEGIN IMMEDIATE").await?,
-                Db::Postgres(_) => pool.begin_with("BEGIN").await?,
-            };
+            let mut tx = pool.begin_with(self.db.begin_write()).await?;
             if let Db::Postgres(_) = &self.db {
-                sqlx::query("LOCK TABLE alert_state, alert_episodes, device_summary IN ACCESS EXCLUSIVE MODE")
+                // The order the projector takes them in (checkpoint first), so a
+                // projection in flight finishes first instead of deadlocking with us.
+                sqlx::query("LOCK TABLE device_summary, alert_state, alert_episodes IN ACCESS EXCLUSIVE MODE")
                     .execute(&mut *tx)
                     .await?;
             }
@@ -168,7 +167,7 @@ impl Projector {
                 Db::Sqlite(pool) => {
                     // IMMEDIATE takes the write lock up front: a deferred transaction that
                     // reads and then writes can fail with SQLITE_BUSY instead of waiting.
-                    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                    let mut tx = pool.begin_with(self.db.begin_write()).await?;
                     let outcome = project_device(&mut tx, device_id, &self.fold).await?;
                     if let Outcome::Projected = outcome {
                         tx.commit().await?;
@@ -176,7 +175,7 @@ impl Projector {
                     outcome
                 }
                 Db::Postgres(pool) => {
-                    let mut tx = pool.begin().await?;
+                    let mut tx = pool.begin_with(self.db.begin_write()).await?;
                     let outcome = project_device(&mut tx, device_id, &self.fold).await?;
                     if let Outcome::Projected = outcome {
                         tx.commit().await?;

@@ -198,7 +198,7 @@ engine_impl! {
         }
 
         async fn write_projections<'a>(&'a self, suffix: &'a str, devices: &'a [DeviceProjection], now: DateTime<Utc>) -> Result<(), StoreError> {
-            let mut tx = self.begin().await?;
+            let mut tx = self.begin_with(<DB as crate::store::Dialect>::BEGIN_WRITE).await?;
             let alerts: Vec<(&str, &AlertRow, &AlertState)> = devices
                 .iter()
                 .flat_map(|d| d.alerts.iter().map(move |(row, state)| (d.device_id.as_str(), row, state)))
@@ -421,7 +421,7 @@ pub async fn rebuild(
             sql.replace(table, &format!("{table}_next"))
         });
     with_pool!(db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_with(db.begin_write()).await?;
         for table in PROJECTION_TABLES {
             sqlx::query(&format!("DROP TABLE IF EXISTS {table}_next")).execute(&mut *tx).await?;
         }

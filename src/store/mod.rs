@@ -61,6 +61,10 @@ pub(crate) fn is_unavailable(error: &sqlx::Error) -> bool {
 
 /// What little SQL differs between the engines, named so the shared SQL can say why.
 pub trait Dialect {
+    /// Begins a transaction that will write. SQLite must take the write lock up front:
+    /// a deferred transaction that reads and then writes fails with SQLITE_BUSY instead
+    /// of waiting for the lock.
+    const BEGIN_WRITE: &'static str;
     /// Transactions below this id have all finished: the global feed serves only those,
     /// so an event that commits late is never skipped. SQLite has one writer at a time,
     /// so everything committed is final.
@@ -68,10 +72,12 @@ pub trait Dialect {
 }
 
 impl Dialect for sqlx::Sqlite {
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const FEED_HORIZON: &'static str = "9223372036854775807";
 }
 
 impl Dialect for sqlx::Postgres {
+    const BEGIN_WRITE: &'static str = "BEGIN";
     const FEED_HORIZON: &'static str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
 }
 
@@ -169,6 +175,14 @@ impl Db {
             Db::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
         Ok(())
+    }
+
+    /// The statement that begins a write transaction on this engine.
+    pub fn begin_write(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => <sqlx::Sqlite as Dialect>::BEGIN_WRITE,
+            Db::Postgres(_) => <sqlx::Postgres as Dialect>::BEGIN_WRITE,
+        }
     }
 
     pub fn engine(&self) -> &'static str {
