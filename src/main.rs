@@ -40,7 +40,8 @@ async fn main() -> ExitCode {
             };
             tracing::info!(listen = %args.listen, engine = state.db.engine(), "alert-ledger serving");
             let db = state.db.clone();
-            if let Err(error) = server::run(listener, state, server::shutdown_signal()).await {
+            let grace = std::time::Duration::from_secs(10);
+            if let Err(error) = server::run_until_signal(listener, state, grace).await {
                 tracing::error!(%error, "server failed");
                 return ExitCode::FAILURE;
             }

@@ -45,6 +45,34 @@ pub async fn run(
         .await
 }
 
+/// Serve until Ctrl-C or SIGTERM, then give in-flight requests `grace` to finish; a
+/// client that never completes its request cannot hold the process up beyond that.
+pub async fn run_until_signal(
+    listener: TcpListener,
+    state: AppState,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let serve = run(listener, state, async {
+        shutdown_signal().await;
+        let _ = signalled.send(());
+    });
+    tokio::pin!(serve);
+    tokio::select! {
+        result = &mut serve => result,
+        _ = async {
+            if on_signal.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(grace_seconds = grace.as_secs(), "connections still open after the grace period; closing them");
+            Ok(())
+        }
+    }
+}
+
 /// Completes on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

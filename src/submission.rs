@@ -160,6 +160,39 @@ pub fn validate_body(body: Value) -> Result<Submission, Vec<FieldError>> {
     }
 }
 
+/// Microseconds (the finest precision both engines store), a leap second read as the
+/// start of the next second (as PostgreSQL does), and years 1970–9999 only, so stored
+/// times print as RFC 3339 and sort as text.
+fn normalize_time(at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let at = if at.timestamp_subsec_nanos() >= 1_000_000_000 {
+        DateTime::from_timestamp(at.timestamp() + 1, 0)?
+    } else {
+        at.trunc_subsecs(6)
+    };
+    let earliest = DateTime::from_timestamp(0, 0)?;
+    let latest = DateTime::from_timestamp(253_402_300_799, 0)?;
+    (earliest..=latest).contains(&at).then_some(at)
+}
+
+/// The path of the first string (or object key) within `value` that holds a NUL.
+fn nul_in(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::String(text) if text.contains('\0') => Some(path.to_string()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_in(item, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                Some(path.to_string())
+            } else {
+                nul_in(item, &format!("{path}.{key}"))
+            }
+        }),
+        _ => None,
+    }
+}
+
 /// Checks a name-like string: 1..=max chars, no control characters.
 pub fn check_name(value: &str, max: usize) -> Result<(), String> {
     let chars = value.chars().count();
@@ -213,6 +246,15 @@ pub fn validate_event(
                 None
             }
         };
+    // NUL cannot be stored by PostgreSQL's JSON types; refuse it on both engines alike.
+    for (key, value) in object {
+        if let Some(path) = nul_in(value, &field(key)) {
+            errors.push(FieldError::new(
+                path,
+                "must not contain NUL characters (\\u0000)",
+            ));
+        }
+    }
     let event_id = name_field("event_id", MAX_EVENT_ID_CHARS, false, &mut errors);
     let device_id = name_field("device_id", MAX_NAME_CHARS, true, &mut errors);
     let alert_key = name_field("alert_key", MAX_NAME_CHARS, false, &mut errors);
@@ -244,8 +286,16 @@ pub fn validate_event(
     let occurred_at = match optional(object, "occurred_at") {
         None => None,
         Some(Value::String(text)) => match DateTime::parse_from_rfc3339(text) {
-            // Microseconds are the finest precision both engines store.
-            Ok(at) => Some(at.with_timezone(&Utc).trunc_subsecs(6)),
+            Ok(at) => match normalize_time(at.with_timezone(&Utc)) {
+                Some(at) => Some(at),
+                None => {
+                    errors.push(FieldError::new(
+                        field("occurred_at"),
+                        "must lie between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z",
+                    ));
+                    None
+                }
+            },
             Err(_) => {
                 errors.push(FieldError::new(
                     field("occurred_at"),

@@ -96,6 +96,20 @@ async fn invalid_fields_are_named_with_422(engine: Engine) {
         ),
         (with("resolves", json!("seed")), "resolves"),
         (with("source", json!("")), "source"),
+        (with("summary", json!("a\u{0000}b")), "summary"),
+        (with("labels", json!({"k": "x\u{0000}"})), "labels.k"),
+        (
+            with("payload", json!({"deep": ["ok", "\u{0000}"]})),
+            "payload.deep[1]",
+        ),
+        (
+            with("occurred_at", json!("9999-12-31T23:59:59-23:59")),
+            "occurred_at",
+        ),
+        (
+            with("occurred_at", json!("1969-12-31T23:59:59Z")),
+            "occurred_at",
+        ),
     ];
     for (body, field) in cases {
         let answer = app.post(&body).await;
@@ -192,6 +206,7 @@ async fn bad_queries_and_paths_get_400_and_unknown_ones_404(engine: Engine) {
         "/v1/alerts?limit=ten",
         "/v1/alerts?status=open",
         "/v1/alerts?cursor=not-a-cursor",
+        "/v1/alerts?cursor=WyJcdTAwMDAiLCAiXHUwMDAwIl0",
         "/v1/alerts?statuss=firing",
         "/v1/alerts?limit=1&limit=2",
         "/v1/devices/d/events?cursor=%%%",

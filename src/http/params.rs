@@ -69,7 +69,7 @@ pub fn decode_cursor(text: &str, parts: usize) -> Result<Vec<String>, ApiError> 
     };
     let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
     let decoded: Vec<String> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    if decoded.len() == parts {
+    if decoded.len() == parts && decoded.iter().all(|part| !part.contains('\0')) {
         Ok(decoded)
     } else {
         Err(invalid())

@@ -139,12 +139,15 @@ engine_impl! {
         }
 
         async fn stream_head(&self, device_id: &str) -> Result<i64, StoreError> {
+            // ORDER BY … LIMIT 1 walks the primary key backwards even when the planner
+            // has no statistics (PostgreSQL with autovacuum off); MAX() may not.
             let head: Option<i64> = sqlx::query_scalar(
-                "SELECT MAX(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+                "SELECT sequence FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                 ORDER BY sequence DESC LIMIT 1",
             )
             .bind(DEVICE_STREAM)
             .bind(device_id)
-            .fetch_one(self)
+            .fetch_optional(self)
             .await?;
             Ok(head.unwrap_or(0))
         }

@@ -166,6 +166,10 @@ impl Db {
             return Err(StoreError::UnsupportedUrl);
         };
         db.migrate().await?;
+        if let Db::Postgres(pool) = &db {
+            // Planner statistics for the log even where autovacuum is off.
+            sqlx::query("ANALYZE events").execute(pool).await?;
+        }
         Ok(db)
     }
 
