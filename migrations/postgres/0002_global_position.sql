@@ -6,7 +6,11 @@
 ALTER TABLE events ADD COLUMN position bigint GENERATED ALWAYS AS IDENTITY;
 ALTER TABLE events ADD COLUMN transaction_id bigint NOT NULL
     DEFAULT (pg_current_xact_id()::text::bigint);
+-- Times as stored (six fractional digits and Z) sort as text; occurred_at falls back to
+-- recorded_at as the ledger rules say.
 ALTER TABLE events ADD COLUMN recorded_at text
     GENERATED ALWAYS AS (payload ->> 'recorded_at') STORED;
+ALTER TABLE events ADD COLUMN occurred_at text
+    GENERATED ALWAYS AS (coalesce(payload ->> 'occurred_at', payload ->> 'recorded_at')) STORED;
 CREATE UNIQUE INDEX events_position ON events (position);
 CREATE INDEX events_feed ON events (transaction_id, position);

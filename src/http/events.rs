@@ -8,16 +8,18 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::params::{decode_cursor, encode_cursor, limit, parse_query, path_name, path_segments};
 use super::{AppState, MAX_BODY_BYTES};
 use crate::domain::fold::effective_time;
-use crate::domain::FoldConfig;
+use crate::domain::{FoldConfig, Kind};
 use crate::error::{ApiError, FieldError};
 use crate::ledger::{ItemResult, Outcome};
+use crate::projections::ReadModels;
 use crate::store::log::FeedCursor;
-use crate::store::{EventLog, StoredEvent};
+use crate::store::{EventLog, StoredEvent, TimeField, TrailFilter};
 use crate::submission::{check_name, parse_json, validate_body, Submission, MAX_NAME_CHARS};
 use crate::with_pool;
 
@@ -25,6 +27,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/events", post(record).get(feed))
         .route("/v1/devices/{device_id}/events", get(trail))
+        .route(
+            "/v1/devices/{device_id}/alerts/{alert_key}/events",
+            get(alert_trail),
+        )
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -150,6 +156,95 @@ pub fn event_json(device_id: &str, stored: &StoredEvent, fold: &FoldConfig) -> V
     })
 }
 
+/// The filters and page of an audit-trail request.
+fn trail_request(
+    params: &std::collections::BTreeMap<String, String>,
+) -> Result<(TrailFilter, i64, i64), ApiError> {
+    let limit = limit(params)?;
+    let mut errors = Vec::new();
+    let mut filter = TrailFilter::default();
+    if let Some(key) = params.get("alert_key") {
+        match check_name(key, MAX_NAME_CHARS) {
+            Ok(()) => filter.alert_key = Some(key.clone()),
+            Err(why) => errors.push(FieldError::new("alert_key", why)),
+        }
+    }
+    match params.get("kind").map(String::as_str) {
+        None => {}
+        Some("alarm") => filter.kind = Some(Kind::Alarm),
+        Some("recovery") => filter.kind = Some(Kind::Recovery),
+        Some(_) => errors.push(FieldError::new("kind", "must be alarm or recovery")),
+    }
+    match params.get("time").map(String::as_str) {
+        None | Some("occurred_at") => filter.time = TimeField::OccurredAt,
+        Some("recorded_at") => filter.time = TimeField::RecordedAt,
+        Some(_) => errors.push(FieldError::new(
+            "time",
+            "must be occurred_at or recorded_at",
+        )),
+    }
+    for (name, slot) in [("from", &mut filter.from), ("to", &mut filter.to)] {
+        if let Some(text) = params.get(name) {
+            match DateTime::parse_from_rfc3339(text) {
+                Ok(at) => *slot = Some(at.with_timezone(&Utc)),
+                Err(_) => errors.push(FieldError::new(
+                    name,
+                    "must be an RFC 3339 timestamp with an offset (URL-encode `+` as %2B)",
+                )),
+            }
+        }
+    }
+    let after = match params.get("cursor") {
+        None => 0,
+        Some(cursor) => match decode_cursor(cursor, 1).map(|parts| parts[0].parse::<i64>()) {
+            Ok(Ok(version)) => version,
+            _ => {
+                errors.push(FieldError::new(
+                    "cursor",
+                    "is not a cursor this API returned",
+                ));
+                0
+            }
+        },
+    };
+    if errors.is_empty() {
+        Ok((filter, after, limit))
+    } else {
+        Err(ApiError::InvalidQuery(errors))
+    }
+}
+
+/// One page of a device's trail as JSON: `(events, next_cursor)`; 404 for a device
+/// with no events.
+async fn trail_page(
+    state: &AppState,
+    device_id: &str,
+    filter: &TrailFilter,
+    after: i64,
+    limit: i64,
+) -> Result<(Vec<Value>, Option<String>, i64), ApiError> {
+    let head = with_pool!(&state.db, pool => pool.stream_head(device_id).await)?;
+    if head == 0 {
+        return Err(ApiError::NotFound(format!(
+            "no events recorded for device {device_id}"
+        )));
+    }
+    let events = with_pool!(&state.db, pool => pool.trail(device_id, filter, after, limit).await)?;
+    let next_cursor = match events.last() {
+        Some(last) if events.len() as i64 == limit => {
+            Some(encode_cursor(&[&last.stream_version.to_string()]))
+        }
+        _ => None,
+    };
+    let events = events
+        .iter()
+        .map(|e| event_json(device_id, e, &state.fold))
+        .collect();
+    Ok((events, next_cursor, head))
+}
+
+const TRAIL_PARAMS: [&str; 7] = ["alert_key", "kind", "time", "from", "to", "limit", "cursor"];
+
 async fn trail(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
@@ -157,43 +252,41 @@ async fn trail(
 ) -> Result<Json<Value>, ApiError> {
     let device_id = path_segments(path)?;
     path_name("device_id", &device_id)?;
-    let params = parse_query(query.as_deref(), &["alert_key", "limit", "cursor"])?;
-    let limit = limit(&params)?;
-    let alert_key = params.get("alert_key").map(String::as_str);
-    if let Some(key) = alert_key {
-        check_name(key, MAX_NAME_CHARS)
-            .map_err(|why| ApiError::InvalidQuery(vec![FieldError::new("alert_key", why)]))?;
-    }
-    let after = match params.get("cursor") {
-        None => 0,
-        Some(cursor) => decode_cursor(cursor, 1)?[0].parse::<i64>().map_err(|_| {
-            ApiError::InvalidQuery(vec![FieldError::new(
-                "cursor",
-                "is not a cursor this API returned",
-            )])
-        })?,
-    };
-    let head = with_pool!(&state.db, pool => pool.stream_head(&device_id).await)?;
-    if head == 0 {
-        return Err(ApiError::NotFound(format!(
-            "no events recorded for device {device_id}"
-        )));
-    }
-    let events =
-        with_pool!(&state.db, pool => pool.trail(&device_id, alert_key, after, limit).await)?;
-    let next_cursor = match events.last() {
-        Some(last) if events.len() as i64 == limit => {
-            Some(encode_cursor(&[&last.stream_version.to_string()]))
-        }
-        _ => None,
-    };
-    let events: Vec<Value> = events
-        .iter()
-        .map(|e| event_json(&device_id, e, &state.fold))
-        .collect();
+    let params = parse_query(query.as_deref(), &TRAIL_PARAMS)?;
+    let (filter, after, limit) = trail_request(&params)?;
+    let (events, next_cursor, head) = trail_page(&state, &device_id, &filter, after, limit).await?;
     Ok(Json(json!({
         "device_id": device_id,
         "stream_version": head,
+        "events": events,
+        "next_cursor": next_cursor,
+    })))
+}
+
+/// `GET /v1/devices/{device_id}/alerts/{alert_key}/events`: one alert's trail, with the
+/// alert's state and episodes.
+async fn alert_trail(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let (device_id, alert_key) = path_segments(path)?;
+    path_name("device_id", &device_id)?;
+    path_name("alert_key", &alert_key)?;
+    let params = parse_query(query.as_deref(), &TRAIL_PARAMS[1..])?;
+    let (mut filter, after, limit) = trail_request(&params)?;
+    filter.alert_key = Some(alert_key.clone());
+    let alert = with_pool!(&state.db, pool => pool.alert(&device_id, &alert_key).await)?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no alert {alert_key} recorded for device {device_id}"
+            ))
+        })?;
+    let episodes = with_pool!(&state.db, pool => pool.episodes(&device_id, &alert_key).await)?;
+    let (events, next_cursor, _) = trail_page(&state, &device_id, &filter, after, limit).await?;
+    Ok(Json(json!({
+        "alert": alert,
+        "episodes": episodes,
         "events": events,
         "next_cursor": next_cursor,
     })))

@@ -56,6 +56,34 @@ pub enum FeedCursor {
     After(i64),
 }
 
+/// Which events of a device's trail to return.
+#[derive(Clone, Debug, Default)]
+pub struct TrailFilter {
+    pub alert_key: Option<String>,
+    pub kind: Option<crate::domain::Kind>,
+    pub time: TimeField,
+    /// Inclusive lower bound on `time`.
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Exclusive upper bound on `time`.
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimeField {
+    #[default]
+    OccurredAt,
+    RecordedAt,
+}
+
+impl TimeField {
+    fn column(self) -> &'static str {
+        match self {
+            TimeField::OccurredAt => "occurred_at",
+            TimeField::RecordedAt => "recorded_at",
+        }
+    }
+}
+
 pub trait EventLog {
     /// The next events of the global feed after `cursor`, in an order that never puts
     /// a late-committing event behind one already served; `None` if `cursor` names no
@@ -80,7 +108,7 @@ pub trait EventLog {
     fn trail(
         &self,
         device_id: &str,
-        alert_key: Option<&str>,
+        filter: &TrailFilter,
         after_version: i64,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
@@ -179,20 +207,29 @@ engine_impl! {
         async fn trail(
             &self,
             device_id: &str,
-            alert_key: Option<&str>,
+            filter: &TrailFilter,
             after_version: i64,
             limit: i64,
         ) -> Result<Vec<StoredEvent>, StoreError> {
-            let rows = sqlx::query_as::<_, EventRow>(
+            use crate::domain::events::stored_time;
+            let time = filter.time.column();
+            let sql = format!(
                 "SELECT sequence, payload FROM events \
                  WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 \
                    AND ($4 IS NULL OR alert_key = $4) \
-                 ORDER BY sequence LIMIT $5",
-            )
+                   AND ($5 IS NULL OR event_type = $5) \
+                   AND ($6 IS NULL OR {time} >= $6) \
+                   AND ($7 IS NULL OR {time} < $7) \
+                 ORDER BY sequence LIMIT $8"
+            );
+            let rows = sqlx::query_as::<_, EventRow>(&sql)
             .bind(DEVICE_STREAM)
             .bind(device_id)
             .bind(after_version)
-            .bind(alert_key)
+            .bind(filter.alert_key.as_deref())
+            .bind(filter.kind.map(|k| k.as_str()))
+            .bind(filter.from.as_ref().map(stored_time::format))
+            .bind(filter.to.as_ref().map(stored_time::format))
             .bind(limit)
             .fetch_all(self)
             .await?;

@@ -15,7 +15,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use log::{EventLog, EventRow, FeedEvent, StoredEvent};
+pub use log::{EventLog, EventRow, FeedEvent, StoredEvent, TimeField, TrailFilter};
 
 /// The aggregate type of every device stream in the `events` table.
 pub const DEVICE_STREAM: &str = "device";
