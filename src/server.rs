@@ -29,6 +29,7 @@ pub async fn open(args: &LedgerArgs) -> Result<AppState, StoreError> {
     Ok(AppState {
         ledger: Arc::new(ledger),
         projector,
+        rebuilds: Arc::default(),
         db,
         fold,
     })

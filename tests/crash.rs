@@ -183,7 +183,39 @@ async fn a_rebuild_while_events_arrive_misses_none(engine: Engine) {
     );
 }
 
+async fn the_admin_endpoint_rebuilds_in_the_background(engine: Engine) {
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
+    assert_eq!(app.post(&events("admin", 30)).await.status, 200);
+    let started = app
+        .client
+        .post(format!("{}/v1/admin/rebuild", app.address))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(started.status().as_u16(), 202);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let status = app.get("/v1/admin/rebuild").await.body;
+        if status["running"] == false && !status["last"].is_null() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rebuild did not finish: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status["last"]["result"], "rebuilt", "{status}");
+    assert_eq!(status["last"]["events"], 60);
+    assert_eq!(status["events_done"], 60);
+    let (code, output) = cli(&["verify"], &app.database_url);
+    assert_eq!(code, 0, "{output}");
+}
+
 on_both_engines!(
+    the_admin_endpoint_rebuilds_in_the_background,
     a_kill_between_append_and_projection_loses_nothing,
     verify_catches_a_corrupted_row_and_rebuild_repairs_it,
     a_rebuild_while_events_arrive_misses_none,

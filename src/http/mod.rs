@@ -1,6 +1,7 @@
 //! The HTTP API (BRIEF §4): one `router()` per resource, merged here, plus the
 //! problem+json answers for unknown routes, wrong methods and oversized bodies.
 
+mod admin;
 mod alerts;
 mod events;
 mod health;
@@ -25,6 +26,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub ledger: Arc<Ledger>,
     pub projector: Projector,
+    pub rebuilds: Arc<admin::RebuildStatus>,
     pub db: Db,
     pub fold: FoldConfig,
 }
@@ -34,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(alerts::router())
         .merge(health::router())
+        .merge(admin::router())
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
