@@ -179,7 +179,7 @@ engine_impl! {
         async fn log_page<'a>(&'a self, after: (&'a str, i64)) -> Result<Vec<(String, StoredEvent)>, StoreError> {
             let rows = sqlx::query_as::<_, LogRow>(
                 "SELECT aggregate_id, sequence, payload FROM events \
-                 WHERE aggregate_type = $1 AND (aggregate_id > $2 OR (aggregate_id = $2 AND sequence > $3)) \
+                 WHERE aggregate_type = $1 AND (aggregate_id, sequence) > ($2, $3) \
                  ORDER BY aggregate_id, sequence LIMIT $4",
             )
             .bind(DEVICE_STREAM)
@@ -430,22 +430,51 @@ pub async fn rebuild(
         Ok::<(), StoreError>(())
     })?;
 
+    // Reading and folding overlap with writing: the database works on one batch while
+    // the next is read and folded.
     let now = Utc::now();
-    let mut pending: Vec<DeviceProjection> = Vec::new();
-    let mut devices = 0u64;
-    let mut walker = LogWalker::new(db, progress).await?;
-    while let Some((device_id, events)) = walker.next_device().await? {
-        devices += 1;
-        pending.push(project_device(&device_id, &events, &projector.fold));
-        if pending.len() >= WRITE_BATCH {
-            with_pool!(db, pool => pool.write_projections("_next", &pending, now).await)?;
-            pending.clear();
+    let (batches, mut to_write) = tokio::sync::mpsc::channel::<Vec<DeviceProjection>>(2);
+    let read_and_fold = async move {
+        let mut pending: Vec<DeviceProjection> = Vec::new();
+        let mut devices = 0u64;
+        let mut walker = LogWalker::new(db, progress).await?;
+        while let Some((device_id, events)) = walker.next_device().await? {
+            devices += 1;
+            pending.push(project_device(&device_id, &events, &projector.fold));
+            if pending.len() >= WRITE_BATCH
+                && batches.send(std::mem::take(&mut pending)).await.is_err()
+            {
+                break;
+            }
         }
-    }
-    with_pool!(db, pool => pool.write_projections("_next", &pending, now).await)?;
-    let events = walker.done;
+        if !pending.is_empty() {
+            let _ = batches.send(pending).await;
+        }
+        Ok::<(u64, u64), StoreError>((walker.done, devices))
+    };
+    let write = async move {
+        while let Some(batch) = to_write.recv().await {
+            with_pool!(db, pool => pool.write_projections("_next", &batch, now).await)?;
+        }
+        Ok::<(), StoreError>(())
+    };
+    let started = std::time::Instant::now();
+    let (read, written) = tokio::join!(read_and_fold, write);
+    written?;
+    let (events, devices) = read?;
+    tracing::info!(
+        events,
+        devices,
+        seconds = started.elapsed().as_secs_f64(),
+        "rebuilt into *_next tables"
+    );
 
+    let started = std::time::Instant::now();
     projector.swap_in_next_tables().await?;
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "swapped in the rebuilt tables"
+    );
     // Events recorded while the rebuild ran were projected into the old tables; the new
     // ones' checkpoints are behind for those devices, so catch them up now.
     projector.start().await?;
