@@ -184,6 +184,13 @@ async fn case_9_a_linked_recovery_never_precedes_its_alarm(engine: Engine) {
     assert_eq!(alert["status"], "resolved");
     assert_eq!(alert["episodes"][0]["duration_ms"], 0);
     assert_eq!(at(&alert["episodes"][0]["closed_at"]), t("14:27:00"));
+    let trail = app.trail("d").await;
+    assert_eq!(at(&trail[1]["occurred_at"]), t("14:26:39"));
+    assert_eq!(
+        at(&trail[1]["effective_at"]),
+        t("14:27:00"),
+        "the trail shows the linked time"
+    );
 }
 
 async fn case_9_also_holds_when_the_linked_recovery_arrives_first(engine: Engine) {

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::params::{decode_cursor, encode_cursor, limit, parse_query, path_name, path_segments};
 use super::{AppState, MAX_BODY_BYTES};
 use crate::domain::fold::effective_time;
-use crate::domain::{FoldConfig, Kind};
+use crate::domain::{FoldConfig, Kind, RecordedEvent};
 use crate::error::{ApiError, FieldError};
 use crate::ledger::{ItemResult, Outcome};
 use crate::projections::ReadModels;
@@ -133,9 +133,22 @@ fn item_json(result: &ItemResult) -> Value {
 }
 
 /// One event of the audit trail, as the API shows it.
-pub fn event_json(device_id: &str, stored: &StoredEvent, fold: &FoldConfig) -> Value {
+/// One event as the API shows it. `resolved_alarm` is the alarm a linked recovery names,
+/// when the stream holds it: the recovery then takes effect no earlier than that alarm
+/// (BRIEF rule 2), and `effective_at` says so.
+pub fn event_json(
+    device_id: &str,
+    stored: &StoredEvent,
+    resolved_alarm: Option<&RecordedEvent>,
+    fold: &FoldConfig,
+) -> Value {
     let event = &stored.event;
-    let (effective_at, clock_skew) = effective_time(event, fold);
+    let (mut effective_at, clock_skew) = effective_time(event, fold);
+    if let Some(alarm) = resolved_alarm.filter(|a| {
+        event.kind == Kind::Recovery && a.kind == Kind::Alarm && a.alert_key == event.alert_key
+    }) {
+        effective_at = effective_at.max(effective_time(alarm, fold).0);
+    }
     json!({
         "event_id": event.event_id,
         "device_id": device_id,
@@ -236,9 +249,21 @@ async fn trail_page(
         }
         _ => None,
     };
+    let linked: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.event.resolves.as_deref())
+        .collect();
+    let alarms: std::collections::HashMap<String, RecordedEvent> =
+        with_pool!(&state.db, pool => pool.find_by_ids(device_id, &linked).await)?
+            .into_iter()
+            .map(|stored| (stored.event.event_id.clone(), stored.event))
+            .collect();
     let events = events
         .iter()
-        .map(|e| event_json(device_id, e, &state.fold))
+        .map(|e| {
+            let alarm = e.event.resolves.as_ref().and_then(|id| alarms.get(id));
+            event_json(device_id, e, alarm, &state.fold)
+        })
         .collect();
     Ok((events, next_cursor, head))
 }
@@ -325,7 +350,7 @@ async fn feed(
     let events: Vec<Value> = events
         .iter()
         .map(|e| {
-            let mut json = event_json(&e.device_id, &e.stored, &state.fold);
+            let mut json = event_json(&e.device_id, &e.stored, None, &state.fold);
             json["position"] = json!(e.position);
             json
         })
