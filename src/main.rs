@@ -80,7 +80,7 @@ async fn main() -> ExitCode {
                 Ok(state) => state,
                 Err(error) => {
                     tracing::error!(%error, "cannot open the ledger database");
-                    return ExitCode::FAILURE;
+                    return ExitCode::from(2);
                 }
             };
             match run_verify(&state.projector, args.max_differences).await {

@@ -214,7 +214,36 @@ async fn the_admin_endpoint_rebuilds_in_the_background(engine: Engine) {
     assert_eq!(code, 0, "{output}");
 }
 
+async fn a_projection_version_change_rebuilds_at_start(engine: Engine) {
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
+    assert_eq!(app.post(&events("bump", 10)).await.status, 200);
+    alert_ledger::with_pool!(&app.state.db, pool => sqlx::query(
+        "UPDATE projection_versions SET version = 0 WHERE name = 'ledger'"
+    ).execute(pool).await.map(|_| ()))
+    .expect("pretend an older version");
+    alert_ledger::with_pool!(&app.state.db, pool => sqlx::query(
+        "UPDATE alert_state SET status = 'firing'"
+    ).execute(pool).await.map(|_| ()))
+    .expect("rows the old logic wrote");
+    let url = app.database_url.clone();
+    let again = common::spawn_app_on(&url).await;
+    assert_eq!(
+        again.alert("crash-3", "default").await["status"],
+        "resolved"
+    );
+    let version: i64 = alert_ledger::with_pool!(&again.state.db, pool => sqlx::query_scalar(
+        "SELECT version FROM projection_versions WHERE name = 'ledger'"
+    ).fetch_one(pool).await)
+    .expect("version");
+    assert_eq!(version, alert_ledger::projections::PROJECTION_VERSION);
+    let (code, output) = cli(&["verify"], &url);
+    assert_eq!(code, 0, "{output}");
+}
+
 on_both_engines!(
+    a_projection_version_change_rebuilds_at_start,
     the_admin_endpoint_rebuilds_in_the_background,
     a_kill_between_append_and_projection_loses_nothing,
     verify_catches_a_corrupted_row_and_rebuild_repairs_it,

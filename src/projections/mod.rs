@@ -53,7 +53,26 @@ impl Projector {
     /// Create the tables, rebuild them if their version changed, and catch every device
     /// up with its stream (events recorded by a process that died before projecting).
     pub async fn start(&self) -> Result<(), StoreError> {
-        self.ensure_tables().await?;
+        if self.ensure_tables().await? == Tables::OutOfDate {
+            // Readers keep the old version's tables until the rebuilt ones are swapped in.
+            tracing::info!(
+                to = PROJECTION_VERSION,
+                "projection version changed: rebuilding from the log"
+            );
+            rebuild::rebuild(self, &rebuild::NoProgress).await?;
+            with_pool!(&self.db, pool => sqlx::query(
+                "UPDATE projection_versions SET version = $1 WHERE name = 'ledger'",
+            )
+            .bind(PROJECTION_VERSION)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        }
+        self.catch_up_all().await
+    }
+
+    /// Catch every device whose checkpoint is behind its stream head up with the log.
+    pub async fn catch_up_all(&self) -> Result<(), StoreError> {
         let behind = with_pool!(&self.db, pool => pool.devices_behind().await)?;
         if !behind.is_empty() {
             tracing::info!(
@@ -67,7 +86,9 @@ impl Projector {
         Ok(())
     }
 
-    async fn ensure_tables(&self) -> Result<(), StoreError> {
+    /// Create the tables if there are none; report whether existing ones are of an
+    /// older projection version.
+    async fn ensure_tables(&self) -> Result<Tables, StoreError> {
         let (tables_sql, lock) = match &self.db {
             Db::Sqlite(_) => (SQLITE_TABLES, None),
             // Several servers may start at once; one of them sets the tables up.
@@ -88,13 +109,13 @@ impl Projector {
                 sqlx::query_scalar("SELECT version FROM projection_versions WHERE name = 'ledger'")
                     .fetch_optional(&mut *tx)
                     .await?;
-            if current != Some(PROJECTION_VERSION) {
-                tracing::info!(from = ?current, to = PROJECTION_VERSION, "creating projection tables");
-                for table in PROJECTION_TABLES {
-                    sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
-                        .execute(&mut *tx)
-                        .await?;
-                }
+            let tables = match current {
+                Some(PROJECTION_VERSION) => Tables::Current,
+                Some(_) => Tables::OutOfDate,
+                None => Tables::Created,
+            };
+            if tables == Tables::Created {
+                tracing::info!(version = PROJECTION_VERSION, "creating projection tables");
                 sqlx::raw_sql(tables_sql).execute(&mut *tx).await?;
                 sqlx::query(
                     "INSERT INTO projection_versions (name, version) VALUES ('ledger', $1) \
@@ -105,7 +126,7 @@ impl Projector {
                 .await?;
             }
             tx.commit().await?;
-            Ok::<(), StoreError>(())
+            Ok::<Tables, StoreError>(tables)
         })
     }
 
@@ -196,6 +217,13 @@ impl Projector {
         );
         Ok(())
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tables {
+    Created,
+    Current,
+    OutOfDate,
 }
 
 /// Episode rows to write for one alert.

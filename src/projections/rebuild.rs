@@ -20,7 +20,7 @@ use super::{Projector, PROJECTION_TABLES};
 use crate::domain::fold::{fold, AlertState, Episode};
 use crate::domain::{DeviceEvent, FoldConfig, Status};
 use crate::engine_impl;
-use crate::store::{Db, StoreError, StoredEvent, DEVICE_STREAM};
+use crate::store::{Db, EventLog, StoreError, StoredEvent, TrailFilter, DEVICE_STREAM};
 use crate::with_pool;
 
 const LOG_PAGE: i64 = 5000;
@@ -341,7 +341,15 @@ engine_impl! {
     }
 }
 
-/// Progress reports: events done so far, out of the total.
+/// No progress display (start-up rebuilds, benchmarks).
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _total: u64) {}
+    fn advance(&self, _events: u64) {}
+}
+
+/// Progress reports: events read so far, out of the total.
 pub trait Progress: Send + Sync {
     fn start(&self, total: u64);
     fn advance(&self, events: u64);
@@ -402,6 +410,20 @@ impl<'a> LogWalker<'a> {
     }
 }
 
+/// Holds the PostgreSQL rebuild lock; unlocks when dropped (or when the connection
+/// closes, should the process die).
+struct RebuildLock(Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
+
+impl Drop for RebuildLock {
+    fn drop(&mut self) {
+        // Closing the session releases its advisory lock; the connection must not go
+        // back to the pool still holding it.
+        if let Some(connection) = self.0.take() {
+            drop(connection.detach());
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RebuildReport {
     pub events: u64,
@@ -414,6 +436,21 @@ pub async fn rebuild(
     progress: &dyn Progress,
 ) -> Result<RebuildReport, StoreError> {
     let db = &projector.db;
+    // One rebuild at a time across every process on a PostgreSQL database: the lock
+    // lives as long as this session-level connection.
+    let _guard = match db {
+        Db::Postgres(pool) => {
+            let mut connection = pool.acquire().await?;
+            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(7412)")
+                .fetch_one(&mut *connection)
+                .await?;
+            if !locked {
+                return Err(StoreError::RebuildRunning);
+            }
+            Some(RebuildLock(Some(connection)))
+        }
+        Db::Sqlite(_) => None,
+    };
     let tables_sql = projector.tables_sql();
     let next_sql = PROJECTION_TABLES
         .iter()
@@ -477,7 +514,7 @@ pub async fn rebuild(
     );
     // Events recorded while the rebuild ran were projected into the old tables; the new
     // ones' checkpoints are behind for those devices, so catch them up now.
-    projector.start().await?;
+    projector.catch_up_all().await?;
     Ok(RebuildReport { events, devices })
 }
 
@@ -640,6 +677,14 @@ pub async fn verify(
     while let Some((device_id, events)) = walker.next_device().await? {
         report.devices += 1;
         let live = with_pool!(db, pool => pool.live_device(&device_id).await)?;
+        // A write that landed between reading the events and reading the rows puts the
+        // rows ahead of the events read: read the device's stream again.
+        let read_up_to = events.last().map(|e| e.stream_version).unwrap_or(0);
+        let events = if live.checkpoint.is_some_and(|c| c > read_up_to) {
+            with_pool!(db, pool => pool.trail(&device_id, &TrailFilter::default(), 0, i64::MAX).await)?
+        } else {
+            events
+        };
         let differences = compare_device(&device_id, &events, &live, &config);
         if !differences.is_empty() {
             report.devices_with_differences += 1;

@@ -28,6 +28,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("another rebuild is running on this database")]
+    RebuildRunning,
     #[error("stored event could not be decoded: {0}")]
     Decode(#[from] serde_json::Error),
 }
