@@ -8,7 +8,8 @@ use tracing_subscriber::EnvFilter;
 
 use alert_ledger::cli::import::import;
 use alert_ledger::cli::maintenance::{run_rebuild, run_verify};
-use alert_ledger::config::{Cli, Command, LogFormat};
+use alert_ledger::config::{Cli, Command, LedgerArgs, LogFormat};
+use alert_ledger::http::AppState;
 use alert_ledger::server;
 
 #[tokio::main]
@@ -24,12 +25,9 @@ async fn main() -> ExitCode {
     }
     match cli.command {
         Command::Serve(args) => {
-            let state = match server::open(&args.ledger).await {
+            let state = match open(&args.ledger, ExitCode::FAILURE).await {
                 Ok(state) => state,
-                Err(error) => {
-                    tracing::error!(%error, "cannot open the ledger database");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             let listener = match TcpListener::bind(args.listen).await {
                 Ok(listener) => listener,
@@ -50,12 +48,9 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Rebuild(args) => {
-            let state = match server::open(&args.ledger).await {
+            let state = match open(&args.ledger, ExitCode::FAILURE).await {
                 Ok(state) => state,
-                Err(error) => {
-                    tracing::error!(%error, "cannot open the ledger database");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             match run_rebuild(&state.projector).await {
                 Ok((report, seconds)) => {
@@ -76,12 +71,9 @@ async fn main() -> ExitCode {
             }
         }
         Command::Verify(args) => {
-            let state = match server::open(&args.ledger).await {
+            let state = match open(&args.ledger, ExitCode::from(2)).await {
                 Ok(state) => state,
-                Err(error) => {
-                    tracing::error!(%error, "cannot open the ledger database");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             match run_verify(&state.projector, args.max_differences).await {
                 Ok(report) => {
@@ -105,12 +97,9 @@ async fn main() -> ExitCode {
             }
         }
         Command::Import(args) => {
-            let state = match server::open(&args.ledger).await {
+            let state = match open(&args.ledger, ExitCode::FAILURE).await {
                 Ok(state) => state,
-                Err(error) => {
-                    tracing::error!(%error, "cannot open the ledger database");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             match import(&state.ledger, &args.file, usize::from(args.batch_size)).await {
                 Ok(summary) => {
@@ -137,4 +126,12 @@ async fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Open the ledger, or log why not and hand back the command's failure exit code.
+async fn open(args: &LedgerArgs, failure: ExitCode) -> Result<AppState, ExitCode> {
+    server::open(args).await.map_err(|error| {
+        tracing::error!(%error, "cannot open the ledger database");
+        failure
+    })
 }

@@ -155,6 +155,14 @@ pub struct AlertFold {
     pub episodes: Vec<Episode>,
 }
 
+impl Episode {
+    /// Milliseconds from opening to closing; `None` while the episode is open.
+    pub fn duration_ms(&self) -> Option<i64> {
+        self.closed_at
+            .map(|closed| (closed - self.opened_at).num_milliseconds())
+    }
+}
+
 impl AlertState {
     /// Apply the next event in the total order (BRIEF rules 4 and 5).
     pub fn step(&mut self, next: OrderedEvent<'_>) -> EpisodeChange {

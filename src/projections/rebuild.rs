@@ -65,9 +65,7 @@ pub fn episode_row(episode: &Episode) -> EpisodeRow {
         episode_number: episode.number,
         opened_at: episode.opened_at,
         closed_at: episode.closed_at,
-        duration_ms: episode
-            .closed_at
-            .map(|closed| (closed - episode.opened_at).num_milliseconds()),
+        duration_ms: episode.duration_ms(),
         alarm_count: episode.alarm_count,
         severity: episode.severity.map(|s| s.as_str().to_string()),
         summary: episode.summary.clone(),

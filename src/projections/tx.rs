@@ -215,9 +215,6 @@ engine_impl! {
         }
 
         async fn write_episode<'a>(&'a mut self, device_id: &'a str, alert_key: &'a str, episode: &'a Episode) -> Result<(), StoreError> {
-            let duration_ms = episode
-                .closed_at
-                .map(|closed| (closed - episode.opened_at).num_milliseconds());
             sqlx::query(
                 "INSERT INTO alert_episodes (device_id, alert_key, episode_number, opened_at, \
                    closed_at, duration_ms, alarm_count, severity, summary, opened_by_event_id, \
@@ -236,7 +233,7 @@ engine_impl! {
             .bind(episode.number)
             .bind(episode.opened_at)
             .bind(episode.closed_at)
-            .bind(duration_ms)
+            .bind(episode.duration_ms())
             .bind(episode.alarm_count)
             .bind(episode.severity.map(|s| s.as_str()))
             .bind(episode.summary.as_deref())
