@@ -8,15 +8,20 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-/// Whether an event raises or clears its alert.
+/// Whether an event raises or clears its alert, or acknowledges that someone is on it.
 ///
 /// The declaration order matters: in the ledger's total order an alarm sorts before a
-/// recovery with the same effective time, so ties resolve.
+/// recovery with the same effective time, so ties resolve; an acknowledgement sorts
+/// last, so it never claims an episode that opens at the very same instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Alarm,
     Recovery,
+    /// Recorded by `POST /v1/devices/{d}/alerts/{k}/ack`, never submitted as an event:
+    /// `source` holds who acknowledged, `summary` why. It stops reminders for the
+    /// episode firing at its time and changes nothing else.
+    Acknowledgement,
 }
 
 impl Kind {
@@ -24,6 +29,7 @@ impl Kind {
         match self {
             Kind::Alarm => "alarm",
             Kind::Recovery => "recovery",
+            Kind::Acknowledgement => "acknowledgement",
         }
     }
 }

@@ -81,6 +81,18 @@ pub struct Episode {
     pub reconciled: bool,
     /// When the opening alarm was recorded; needed to decide `reconciled` on close.
     pub opening_recorded_at: DateTime<Utc>,
+    /// The first acknowledgement that fell inside this episode while it was firing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<Acknowledged>,
+}
+
+/// Who acknowledged an episode, when, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Acknowledged {
+    pub at: DateTime<Utc>,
+    pub by: Option<String>,
+    pub reason: Option<String>,
+    pub event_id: String,
 }
 
 /// Everything needed to answer "is this alert over?" and to resume folding.
@@ -130,6 +142,9 @@ pub enum EpisodeChange {
     Joined,
     Closed,
     StrayRecovery,
+    Acknowledged,
+    /// An acknowledgement with no firing, unacknowledged episode to apply to.
+    StrayAcknowledgement,
 }
 
 /// An event together with its resolved effective time: the unit `step` consumes.
@@ -198,6 +213,7 @@ impl AlertState {
                             closed_by: None,
                             reconciled: false,
                             opening_recorded_at: event.recorded_at,
+                            acknowledged: None,
                         });
                         EpisodeChange::Opened
                     }
@@ -221,6 +237,18 @@ impl AlertState {
                     }
                 }
             }
+            Kind::Acknowledgement => match (&self.status, self.current_episode.as_mut()) {
+                (Status::Firing, Some(episode)) if episode.acknowledged.is_none() => {
+                    episode.acknowledged = Some(Acknowledged {
+                        at,
+                        by: event.source.clone(),
+                        reason: event.summary.clone(),
+                        event_id: event.event_id.clone(),
+                    });
+                    EpisodeChange::Acknowledged
+                }
+                _ => EpisodeChange::StrayAcknowledgement,
+            },
         };
         if let Some(episode) = &self.current_episode {
             self.severity = episode.severity;
@@ -308,12 +336,12 @@ pub fn fold(events: &[RecordedEvent], config: &FoldConfig) -> AlertFold {
     for next in order(events, config) {
         match state.step(next) {
             EpisodeChange::Opened => episodes.extend(state.current_episode.clone()),
-            EpisodeChange::Joined | EpisodeChange::Closed => {
+            EpisodeChange::Joined | EpisodeChange::Closed | EpisodeChange::Acknowledged => {
                 if let (Some(last), Some(current)) = (episodes.last_mut(), &state.current_episode) {
                     *last = current.clone();
                 }
             }
-            EpisodeChange::StrayRecovery => {}
+            EpisodeChange::StrayRecovery | EpisodeChange::StrayAcknowledgement => {}
         }
     }
     AlertFold { state, episodes }

@@ -281,7 +281,10 @@ async fn project_device<T: ProjectionTx>(
                     if let (EpisodeWrites::Upsert(rows), Some(episode)) =
                         (&mut writes, &state.current_episode)
                     {
-                        if change != EpisodeChange::StrayRecovery {
+                        if !matches!(
+                            change,
+                            EpisodeChange::StrayRecovery | EpisodeChange::StrayAcknowledgement
+                        ) {
                             rows.insert(episode.number, episode.clone());
                         }
                     }

@@ -205,7 +205,7 @@ fn extend_refuses_an_alarm_that_a_recorded_recovery_resolves() {
 
 fn arbitrary_event_set() -> impl Strategy<Value = Vec<RecordedEvent>> {
     let one = (
-        any::<bool>(),
+        0u8..5,
         0i64..8,
         0i64..8,
         proptest::option::of(0usize..12),
@@ -218,11 +218,11 @@ fn arbitrary_event_set() -> impl Strategy<Value = Vec<RecordedEvent>> {
             .iter()
             .enumerate()
             .map(
-                |(i, (is_alarm, occurred, recorded, resolves, severity, skew_days))| {
-                    let kind = if *is_alarm {
-                        Kind::Alarm
-                    } else {
-                        Kind::Recovery
+                |(i, (kind, occurred, recorded, resolves, severity, skew_days))| {
+                    let kind = match kind {
+                        0 | 1 => Kind::Alarm,
+                        2 | 3 => Kind::Recovery,
+                        _ => Kind::Acknowledgement,
                     };
                     let mut e = event(&format!("e{i:02}"), kind, "10:00:00", "10:00:00");
                     // Coarse minutes make ties common; a day of skew exercises the bound.
@@ -264,11 +264,11 @@ fn project_in_arrival_order(arrivals: &[RecordedEvent]) -> AlertFold {
                 let current = state.current_episode.clone();
                 match change {
                     EpisodeChange::Opened => episodes.extend(current),
-                    EpisodeChange::Joined | EpisodeChange::Closed => {
+                    EpisodeChange::Joined | EpisodeChange::Closed | EpisodeChange::Acknowledged => {
                         *episodes.last_mut().expect("an episode is open") =
                             current.expect("an episode is open")
                     }
-                    EpisodeChange::StrayRecovery => {}
+                    EpisodeChange::StrayRecovery | EpisodeChange::StrayAcknowledgement => {}
                 }
             }
             None => {
@@ -319,8 +319,86 @@ proptest! {
         events in arbitrary_event_set()
     ) {
         let config = FoldConfig::default();
-        let last_kind = order(&events, &config).last().map(|e| e.key.kind);
+        let last_kind = order(&events, &config)
+            .iter()
+            .rev()
+            .map(|e| e.key.kind)
+            .find(|kind| *kind != Kind::Acknowledgement);
         let state = run(&events).state;
         prop_assert_eq!(state.status == Status::Firing, last_kind == Some(Kind::Alarm));
     }
+
+    #[test]
+    fn acknowledgements_change_nothing_but_who_acknowledged(events in arbitrary_event_set()) {
+        let without: Vec<RecordedEvent> = events
+            .iter()
+            .filter(|e| e.kind != Kind::Acknowledgement)
+            .cloned()
+            .collect();
+        let strip = |mut folded: AlertFold| {
+            for episode in folded.episodes.iter_mut().chain(folded.state.current_episode.as_mut()) {
+                episode.acknowledged = None;
+            }
+            folded.state.last_key = None;
+            folded
+        };
+        prop_assert_eq!(strip(run(&events)), strip(run(&without)));
+    }
+}
+
+// ---- acknowledgements: given / when / then ------------------------------------
+
+fn ack(id: &str, at: &str, by: &str) -> RecordedEvent {
+    let mut e = event(id, Kind::Acknowledgement, at, at);
+    e.occurred_at = None;
+    e.source = Some(by.to_string());
+    e.summary = Some("on it".to_string());
+    e
+}
+
+#[test]
+fn an_acknowledgement_while_firing_marks_the_current_episode_only() {
+    let result = run(&[
+        alarm("a1", "10:00:00", "10:00:00"),
+        ack("k1", "10:01:00", "ana"),
+        recovery("r1", "10:02:00", "10:02:00"),
+        alarm("a2", "10:03:00", "10:03:00"),
+    ]);
+    assert_eq!(result.state.status, Status::Firing);
+    assert_eq!(result.episodes.len(), 2);
+    let first = result.episodes[0]
+        .acknowledged
+        .as_ref()
+        .expect("acknowledged");
+    assert_eq!(first.at, t("10:01:00"));
+    assert_eq!(first.by.as_deref(), Some("ana"));
+    assert_eq!(first.reason.as_deref(), Some("on it"));
+    assert_eq!(first.event_id, "k1");
+    assert_eq!(result.episodes[1].acknowledged, None);
+    assert_eq!(
+        result
+            .state
+            .current_episode
+            .as_ref()
+            .and_then(|e| e.acknowledged.clone()),
+        None
+    );
+}
+
+#[test]
+fn an_acknowledgement_of_a_resolved_alert_is_stray_and_the_first_one_counts() {
+    let result = run(&[
+        ack("k0", "09:59:00", "early"),
+        alarm("a1", "10:00:00", "10:00:00"),
+        ack("k1", "10:01:00", "ana"),
+        ack("k2", "10:01:30", "bo"),
+    ]);
+    assert_eq!(result.episodes.len(), 1);
+    let acknowledged = result.episodes[0]
+        .acknowledged
+        .as_ref()
+        .expect("acknowledged");
+    assert_eq!(acknowledged.by.as_deref(), Some("ana"));
+    assert_eq!(result.state.alarm_count, 1);
+    assert_eq!(result.state.recovery_count, 0);
 }
