@@ -115,6 +115,11 @@ pub struct LedgerArgs {
     #[arg(long, env = "ALERT_LEDGER_MAX_APPEND_ATTEMPTS", default_value_t = 30,
           value_parser = clap::value_parser!(u16).range(1..=100))]
     pub max_append_attempts: u16,
+    /// Notification receivers and routes (TOML; see docs/notifications.md). Without it,
+    /// nothing is sent. `import` schedules messages too (subject to `history_cutoff`);
+    /// only `serve` delivers them.
+    #[arg(long, env = "ALERT_LEDGER_NOTIFY_CONFIG")]
+    pub notify_config: Option<PathBuf>,
     /// Fault injection for crash tests: pause this long after an append commits and
     /// before its projection update, so a test can kill the process in between.
     #[arg(
@@ -134,6 +139,7 @@ impl LedgerArgs {
             acquire_timeout_seconds: 5,
             max_future_skew_seconds: 300,
             max_append_attempts: 30,
+            notify_config: None,
             fault_pause_before_projection_ms: 0,
         }
     }

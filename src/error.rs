@@ -52,6 +52,8 @@ pub enum ApiError {
     },
     #[error("a rebuild is already running in this process")]
     RebuildRunning,
+    #[error("{0}")]
+    NotFiring(String),
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -72,7 +74,9 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict { .. } | ApiError::RebuildRunning => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::RebuildRunning | ApiError::NotFiring(_) => {
+                StatusCode::CONFLICT
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -91,6 +95,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::Conflict { .. } => "event-id-conflict",
             ApiError::RebuildRunning => "rebuild-running",
+            ApiError::NotFiring(_) => "alert-not-firing",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -108,6 +113,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "Method not allowed",
             ApiError::Conflict { .. } => "Event id already recorded with different content",
             ApiError::RebuildRunning => "Rebuild already running",
+            ApiError::NotFiring(_) => "Alert is not firing",
             ApiError::Unavailable(_) => "Service unavailable",
             ApiError::Internal(_) => "Internal server error",
         }

@@ -12,6 +12,8 @@
 //!   kept up to date by applying the fold, and queries on them.
 //! - [`ledger`]: the one path that records events: idempotency, bounded conflict
 //!   retries, then a projection update.
+//! - [`notifications`]: receivers and routes, the outbox written with each projection
+//!   change, and the dispatcher that delivers first alerts, reminders and resolves.
 //! - [`submission`]: parsing and validating submitted events (HTTP and import).
 //! - [`http`]: the REST API; [`error`]: its problem+json errors.
 //! - [`server`]: opening the ledger and serving until shutdown; [`config`]: the
@@ -23,6 +25,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ledger;
+pub mod notifications;
 pub mod projections;
 pub mod server;
 pub mod store;

@@ -131,7 +131,7 @@ async fn main() -> ExitCode {
 /// Open the ledger, or log why not and hand back the command's failure exit code.
 async fn open(args: &LedgerArgs, failure: ExitCode) -> Result<AppState, ExitCode> {
     server::open(args).await.map_err(|error| {
-        tracing::error!(%error, "cannot open the ledger database");
+        tracing::error!(%error, "cannot open the ledger");
         failure
     })
 }

@@ -5,19 +5,48 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::config::LedgerArgs;
 use crate::http::{router, AppState};
 use crate::ledger::Ledger;
+use crate::notifications::config::ConfigError;
+use crate::notifications::dispatcher::Dispatcher;
+use crate::notifications::{Notifier, NotifyConfig};
 use crate::projections::Projector;
 use crate::store::{Db, StoreError};
 
-/// Connect, migrate the event store, bring the projections up to date with the log.
-pub async fn open(args: &LedgerArgs) -> Result<AppState, StoreError> {
+/// Why the ledger could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("notification configuration refused: {0}")]
+    NotifyConfig(#[from] ConfigError),
+    #[error("cannot set up the notification HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+}
+
+/// Connect, migrate the event store, read the notification configuration, and bring
+/// the projections up to date with the log.
+pub async fn open(args: &LedgerArgs) -> Result<AppState, OpenError> {
+    // A bad notification file is refused before anything touches the database.
+    let notifier = match &args.notify_config {
+        Some(path) => Some(Arc::new(Notifier::new(NotifyConfig::load(path)?))),
+        None => None,
+    };
     let db = Db::connect(&args.connect_options()).await?;
     let fold = args.fold_config();
-    let projector = Projector::new(db.clone(), fold);
+    let projector = Projector::new(db.clone(), fold).with_notifier(notifier.clone());
     projector.start().await?;
+    let dispatcher = match &notifier {
+        Some(notifier) => Some(Dispatcher::new(
+            db.clone(),
+            notifier.config.clone(),
+            notifier.wake.clone(),
+        )?),
+        None => None,
+    };
     let ledger = Ledger::new(
         db.clone(),
         projector.clone(),
@@ -32,18 +61,30 @@ pub async fn open(args: &LedgerArgs) -> Result<AppState, StoreError> {
         rebuilds: Arc::default(),
         db,
         fold,
+        dispatcher,
     })
 }
 
-/// Serve until `shutdown` completes, then finish in-flight requests.
+/// Serve until `shutdown` completes, then finish in-flight requests. The notification
+/// dispatcher, when configured, runs alongside and finishes its current round.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let (stop, stopped) = watch::channel(false);
+    let dispatcher = state
+        .dispatcher
+        .clone()
+        .map(|dispatcher| tokio::spawn(dispatcher.run(stopped)));
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    let _ = stop.send(true);
+    if let Some(dispatcher) = dispatcher {
+        let _ = dispatcher.await;
+    }
+    served
 }
 
 /// Serve until Ctrl-C or SIGTERM, then give in-flight requests `grace` to finish; a

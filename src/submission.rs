@@ -208,6 +208,78 @@ pub fn check_name(value: &str, max: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// An acknowledgement as `POST /v1/devices/{d}/alerts/{k}/ack` takes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AcknowledgementRequest {
+    pub by: String,
+    pub reason: Option<String>,
+    /// Optional, so that a retried request is a duplicate rather than a second ack.
+    pub event_id: Option<String>,
+}
+
+/// `{"by": "...", "reason": "...", "event_id": "..."}`; `by` is required.
+pub fn validate_acknowledgement(body: &Value) -> Result<AcknowledgementRequest, Vec<FieldError>> {
+    let Value::Object(object) = body else {
+        return Err(vec![FieldError::new("", "expected a JSON object")]);
+    };
+    let mut errors = Vec::new();
+    for key in object.keys() {
+        if !["by", "reason", "event_id"].contains(&key.as_str()) {
+            errors.push(FieldError::new(key.clone(), "unknown field"));
+        }
+    }
+    let mut text = |name: &str, max: usize, required: bool| -> Option<String> {
+        match optional(object, name) {
+            None if required => {
+                errors.push(FieldError::new(name, "is required"));
+                None
+            }
+            None => None,
+            Some(Value::String(text)) if text.contains('\0') => {
+                errors.push(FieldError::new(
+                    name,
+                    "must not contain NUL characters (\\u0000)",
+                ));
+                None
+            }
+            Some(Value::String(text)) => {
+                let checked = if name == "reason" {
+                    let chars = text.chars().count();
+                    if chars > max {
+                        Err(format!("must be at most {max} characters, got {chars}"))
+                    } else {
+                        Ok(())
+                    }
+                } else {
+                    check_name(text, max)
+                };
+                match checked {
+                    Ok(()) => Some(text.clone()),
+                    Err(why) => {
+                        errors.push(FieldError::new(name, why));
+                        None
+                    }
+                }
+            }
+            Some(_) => {
+                errors.push(FieldError::new(name, "must be a string"));
+                None
+            }
+        }
+    };
+    let by = text("by", MAX_NAME_CHARS, true);
+    let reason = text("reason", MAX_SUMMARY_CHARS, false);
+    let event_id = text("event_id", MAX_EVENT_ID_CHARS, false);
+    match by {
+        Some(by) if errors.is_empty() => Ok(AcknowledgementRequest {
+            by,
+            reason,
+            event_id,
+        }),
+        _ => Err(errors),
+    }
+}
+
 fn optional<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     object.get(name).filter(|v| !v.is_null())
 }

@@ -1,16 +1,27 @@
 //! Alert reads: one alert with its episodes, a device's alerts, and alerts across
-//! devices filtered by status.
+//! devices filtered by status; and acknowledging a firing alert.
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::routing::get;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use uuid::Uuid;
 
+use super::events::{conflict, is_json};
 use super::params::{decode_cursor, encode_cursor, limit, parse_query, path_name, path_segments};
-use super::AppState;
+use super::{AppState, MAX_BODY_BYTES};
+use crate::domain::fold::Status;
+use crate::domain::{Kind, NewEvent};
 use crate::error::{ApiError, FieldError};
+use crate::ledger::Outcome;
+use crate::notifications::outbox::Outbox;
 use crate::projections::ReadModels;
+use crate::submission::{parse_json, validate_acknowledgement};
 use crate::with_pool;
 
 pub fn router() -> Router<AppState> {
@@ -18,6 +29,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/alerts", get(alerts))
         .route("/v1/devices/{device_id}/alerts", get(device_alerts))
         .route("/v1/devices/{device_id}/alerts/{alert_key}", get(alert))
+        .route(
+            "/v1/devices/{device_id}/alerts/{alert_key}/ack",
+            post(acknowledge),
+        )
 }
 
 async fn alert(
@@ -88,4 +103,111 @@ async fn alerts(
     Ok(Json(
         json!({ "alerts": page.alerts, "next_cursor": next_cursor }),
     ))
+}
+
+/// Record who is on a firing alert. The acknowledgement is an event in the device's
+/// stream (audit trail, rebuilds); it stops reminders for the current episode only.
+async fn acknowledge(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    RawQuery(query): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    parse_query(query.as_deref(), &[])?;
+    let (device_id, alert_key) = path_segments(path)?;
+    path_name("device_id", &device_id)?;
+    path_name("alert_key", &alert_key)?;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(MAX_BODY_BYTES)
+        } else {
+            ApiError::MalformedJson(rejection.body_text())
+        }
+    })?;
+    if !is_json(&headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let value = parse_json(&body).map_err(ApiError::MalformedJson)?;
+    let request = validate_acknowledgement(&value).map_err(ApiError::InvalidEvent)?;
+
+    let alert_state =
+        with_pool!(&state.db, pool => pool.alert_state(&device_id, &alert_key).await)?.ok_or_else(
+            || {
+                ApiError::NotFound(format!(
+                    "no alert {alert_key} recorded for device {device_id}"
+                ))
+            },
+        )?;
+    let episode = match (&alert_state.status, &alert_state.current_episode) {
+        (Status::Firing, Some(episode)) => episode,
+        _ => {
+            return Err(ApiError::NotFiring(format!(
+                "alert {alert_key} of device {device_id} is not firing; there is nothing to acknowledge"
+            )))
+        }
+    };
+    if let Some(existing) = &episode.acknowledged {
+        let retried = request.event_id.as_deref() == Some(existing.event_id.as_str());
+        if !retried {
+            // Already acknowledged: record nothing, show who got there first.
+            return Ok((
+                StatusCode::OK,
+                Json(json!({
+                    "device_id": device_id,
+                    "alert_key": alert_key,
+                    "episode": episode.number,
+                    "event_id": existing.event_id,
+                    "acknowledged_by": existing.by,
+                    "acknowledged_at": existing.at,
+                    "reason": existing.reason,
+                    "already_acknowledged": true,
+                })),
+            )
+                .into_response());
+        }
+    }
+    let episode_number = episode.number;
+    let event = NewEvent {
+        event_id: request
+            .event_id
+            .unwrap_or_else(|| format!("ack-{}", Uuid::now_v7())),
+        device_id: device_id.clone(),
+        alert_key: alert_key.clone(),
+        kind: Kind::Acknowledgement,
+        occurred_at: None,
+        severity: None,
+        summary: request.reason.clone(),
+        labels: Default::default(),
+        payload: None,
+        source: Some(request.by.clone()),
+        resolves: None,
+    };
+    let result = state
+        .ledger
+        .record(vec![event])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::Internal("no result for a recorded acknowledgement".into()))?;
+    let status = match result.outcome {
+        Outcome::Recorded => StatusCode::CREATED,
+        Outcome::Duplicate => StatusCode::OK,
+        Outcome::Conflict => return Err(conflict(&result)),
+    };
+    Ok((
+        status,
+        Json(json!({
+            "device_id": device_id,
+            "alert_key": alert_key,
+            "episode": episode_number,
+            "event_id": result.event_id,
+            "acknowledged_by": request.by,
+            "reason": request.reason,
+            "stream_version": result.stream_version,
+            "duplicate": result.outcome == Outcome::Duplicate,
+            "already_acknowledged": false,
+            "alert": result.alert,
+        })),
+    )
+        .into_response())
 }

@@ -33,7 +33,7 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -110,7 +110,7 @@ async fn record(
     }
 }
 
-fn conflict(result: &ItemResult) -> ApiError {
+pub(super) fn conflict(result: &ItemResult) -> ApiError {
     ApiError::Conflict {
         detail: format!(
             "event {} is already recorded for device {} with different content",
@@ -186,7 +186,11 @@ fn trail_request(
         None => {}
         Some("alarm") => filter.kind = Some(Kind::Alarm),
         Some("recovery") => filter.kind = Some(Kind::Recovery),
-        Some(_) => errors.push(FieldError::new("kind", "must be alarm or recovery")),
+        Some("acknowledgement") => filter.kind = Some(Kind::Acknowledgement),
+        Some(_) => errors.push(FieldError::new(
+            "kind",
+            "must be alarm, recovery or acknowledgement",
+        )),
     }
     match params.get("time").map(String::as_str) {
         None | Some("occurred_at") => filter.time = TimeField::OccurredAt,

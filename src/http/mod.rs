@@ -5,6 +5,7 @@ mod admin;
 mod alerts;
 mod events;
 mod health;
+mod notifications;
 mod params;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tower_http::trace::TraceLayer;
 use crate::domain::FoldConfig;
 use crate::error::ApiError;
 use crate::ledger::Ledger;
+use crate::notifications::dispatcher::Dispatcher;
 use crate::projections::Projector;
 use crate::store::Db;
 
@@ -29,6 +31,8 @@ pub struct AppState {
     pub rebuilds: Arc<admin::RebuildStatus>,
     pub db: Db,
     pub fold: FoldConfig,
+    /// Present when `--notify-config` is given; `server::run` runs it.
+    pub dispatcher: Option<Dispatcher>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -37,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(alerts::router())
         .merge(health::router())
         .merge(admin::router())
+        .merge(notifications::router())
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -13,10 +13,15 @@ mod tx;
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 
 use crate::domain::fold::{fold, AlertState, EpisodeChange, Links};
 use crate::domain::{Episode, FoldConfig, Kind};
+use crate::notifications::outbox::OutboxTx;
+use crate::notifications::plan::transitions;
+use crate::notifications::{Found, Lookup, Notifier};
 use crate::store::{Db, EventLog, StoreError, StoredEvent};
 use crate::with_pool;
 use tx::ProjectionTx;
@@ -37,6 +42,9 @@ const MAX_CLAIM_ATTEMPTS: usize = 50;
 pub struct Projector {
     db: Db,
     fold: FoldConfig,
+    /// When set, every projection change that opens or closes an episode schedules its
+    /// messages in the same transaction.
+    notifier: Option<Arc<Notifier>>,
 }
 
 enum Outcome {
@@ -47,7 +55,16 @@ enum Outcome {
 
 impl Projector {
     pub fn new(db: Db, fold: FoldConfig) -> Self {
-        Self { db, fold }
+        Self {
+            db,
+            fold,
+            notifier: None,
+        }
+    }
+
+    pub fn with_notifier(mut self, notifier: Option<Arc<Notifier>>) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Create the tables, rebuild them if their version changed, and catch every device
@@ -189,7 +206,9 @@ impl Projector {
                     // IMMEDIATE takes the write lock up front: a deferred transaction that
                     // reads and then writes can fail with SQLITE_BUSY instead of waiting.
                     let mut tx = pool.begin_with(self.db.begin_write()).await?;
-                    let outcome = project_device(&mut tx, device_id, &self.fold).await?;
+                    let outcome =
+                        project_device(&mut tx, device_id, &self.fold, self.notifier.as_deref())
+                            .await?;
                     if let Outcome::Projected = outcome {
                         tx.commit().await?;
                     }
@@ -197,7 +216,9 @@ impl Projector {
                 }
                 Db::Postgres(pool) => {
                     let mut tx = pool.begin_with(self.db.begin_write()).await?;
-                    let outcome = project_device(&mut tx, device_id, &self.fold).await?;
+                    let outcome =
+                        project_device(&mut tx, device_id, &self.fold, self.notifier.as_deref())
+                            .await?;
                     if let Outcome::Projected = outcome {
                         tx.commit().await?;
                     }
@@ -205,7 +226,13 @@ impl Projector {
                 }
             };
             match outcome {
-                Outcome::UpToDate | Outcome::Projected => return Ok(()),
+                Outcome::Projected => {
+                    if let Some(notifier) = &self.notifier {
+                        notifier.wake.notify_one();
+                    }
+                    return Ok(());
+                }
+                Outcome::UpToDate => return Ok(()),
                 Outcome::LostClaim => continue,
             }
         }
@@ -217,6 +244,54 @@ impl Projector {
         );
         Ok(())
     }
+}
+
+/// Schedule what an alert's change from `before` to `after` asks for (see
+/// [`crate::notifications::plan`]), inside the projection's transaction.
+async fn schedule_messages<T: ProjectionTx + OutboxTx>(
+    tx: &mut T,
+    notifier: &Notifier,
+    device_id: &str,
+    alert_key: &str,
+    before: &AlertState,
+    after: &AlertState,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for transition in transitions(before, after) {
+        let message = match Notifier::lookup(&transition, after) {
+            Some(Lookup::OpeningAlarm(event_id)) => {
+                let alarm = tx.event_by_id(device_id, &event_id).await?;
+                match &after.current_episode {
+                    Some(episode) => notifier.plan(
+                        device_id,
+                        alert_key,
+                        &transition,
+                        Found::Opening {
+                            episode,
+                            alarm: alarm.as_ref(),
+                        },
+                        now,
+                    ),
+                    None => None,
+                }
+            }
+            Some(Lookup::FiringRoute(episode)) => {
+                let route = tx.firing_route(device_id, alert_key, episode).await?;
+                notifier.plan(
+                    device_id,
+                    alert_key,
+                    &transition,
+                    Found::FiringRoute(route),
+                    now,
+                )
+            }
+            None => None,
+        };
+        if let Some(message) = message {
+            tx.schedule(&message).await?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,10 +307,11 @@ enum EpisodeWrites {
     Replace(Vec<Episode>),
 }
 
-async fn project_device<T: ProjectionTx>(
+async fn project_device<T: ProjectionTx + OutboxTx>(
     tx: &mut T,
     device_id: &str,
     config: &FoldConfig,
+    notifier: Option<&Notifier>,
 ) -> Result<Outcome, StoreError> {
     let from = tx.projected_version(device_id).await?;
     let new_events = tx.events_after(device_id, from.unwrap_or(0)).await?;
@@ -259,6 +335,7 @@ async fn project_device<T: ProjectionTx>(
             .alert_fold_state(device_id, alert_key)
             .await?
             .unwrap_or_else(|| (AlertState::default(), 0));
+        let before = notifier.map(|_| state.clone());
         let mut writes = EpisodeWrites::Upsert(BTreeMap::new());
         for stored in events {
             let event = &stored.event;
@@ -308,6 +385,9 @@ async fn project_device<T: ProjectionTx>(
         }
         tx.write_alert(device_id, alert_key, &state, version, now)
             .await?;
+        if let (Some(notifier), Some(before)) = (notifier, &before) {
+            schedule_messages(tx, notifier, device_id, alert_key, before, &state, now).await?;
+        }
         match writes {
             EpisodeWrites::Upsert(rows) => {
                 for episode in rows.values() {
