@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use tokio::sync::{watch, Notify};
@@ -22,6 +22,11 @@ use super::plan::{decide, idempotency_key, Decision, DeliveryStatus, MessageKind
 use super::render::{body, MessageView};
 use crate::store::{Db, StoreError};
 use crate::with_pool;
+
+/// The clock at the microsecond precision both engines store.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
 
 /// Messages claimed per round; they are delivered concurrently.
 const CLAIM_BATCH: i64 = 32;
@@ -98,17 +103,14 @@ impl Dispatcher {
     async fn idle_wait(&self) -> Duration {
         let poll = self.config.delivery.poll_interval;
         match with_pool!(&self.db, pool => pool.next_due().await) {
-            Ok(Some(due)) => (due - Utc::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(poll),
+            Ok(Some(due)) => (due - now()).to_std().unwrap_or(Duration::ZERO).min(poll),
             _ => poll,
         }
     }
 
     /// Claim what is due and deliver it; returns how many messages were claimed.
     pub async fn round(&self) -> Result<usize, StoreError> {
-        let now = Utc::now();
+        let now = now();
         let lease_until =
             now + chrono::Duration::from_std(self.config.delivery.lease).unwrap_or_default();
         let token = Uuid::now_v7().to_string();
@@ -152,7 +154,7 @@ impl Dispatcher {
                     .await
             }
             Decision::Defer => {
-                let next = Utc::now()
+                let next = now()
                     + chrono::Duration::from_std(self.config.delivery.initial_backoff)
                         .unwrap_or_default();
                 let finish = Finish {
@@ -181,7 +183,7 @@ impl Dispatcher {
             reason: Some(reason.to_string()),
             next_attempt_at: None,
             attempt: None,
-            finished_at: Some(Utc::now()),
+            finished_at: Some(now()),
             then_schedule: None,
         };
         with_pool!(&self.db, pool => pool.finish(&row.id, token, finish).await)
@@ -214,7 +216,7 @@ impl Dispatcher {
                 .await;
         };
         let attempt = row.attempts + 1;
-        let started_at = Utc::now();
+        let started_at = now();
         if !with_pool!(&self.db, pool => pool.start_attempt(&row.id, token, attempt, started_at).await)?
         {
             return Ok(());
@@ -260,7 +262,7 @@ impl Dispatcher {
         )
         .await;
         let duration_ms = i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
-        let now = Utc::now();
+        let now = now();
         let max_attempts = i64::from(self.config.delivery.max_attempts);
         let finish = match outcome {
             Delivery::Delivered(code) => {
@@ -444,7 +446,7 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
             let at = DateTime::parse_from_rfc2822(value)
                 .ok()?
                 .with_timezone(&Utc);
-            (at - Utc::now()).to_std().unwrap_or(Duration::ZERO)
+            (at - now()).to_std().unwrap_or(Duration::ZERO)
         }
     };
     Some(wait.min(MAX_RETRY_AFTER))
@@ -463,7 +465,7 @@ mod tests {
             parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
             Some(Duration::ZERO)
         );
-        let later = (Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
+        let later = (now() + chrono::Duration::seconds(120)).to_rfc2822();
         let parsed = parse_retry_after(&later).expect("a date");
         assert!(
             parsed > Duration::from_secs(110) && parsed <= Duration::from_secs(120),

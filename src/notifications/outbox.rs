@@ -141,6 +141,15 @@ pub trait OutboxTx: Send {
         &'a mut self,
         message: &'a NewMessage,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send + 'a;
+    /// The episode stopped firing: its first message and reminders still waiting will
+    /// never apply, so they are closed now rather than when they fall due.
+    fn suppress_waiting<'a>(
+        &'a mut self,
+        device_id: &'a str,
+        alert_key: &'a str,
+        episode: i64,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
     /// The route and receiver an episode's firing message went to, if it was scheduled.
     fn firing_route<'a>(
         &'a mut self,
@@ -174,6 +183,22 @@ engine_impl! {
             .execute(&mut **self)
             .await?;
             Ok(result.rows_affected() == 1)
+        }
+
+        async fn suppress_waiting<'a>(&'a mut self, device_id: &'a str, alert_key: &'a str, episode: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+            sqlx::query(
+                "UPDATE notifications SET status = 'suppressed', \
+                   reason = 'resolved before it was sent', finished_at = $4 \
+                 WHERE device_id = $1 AND alert_key = $2 AND episode_number = $3 \
+                   AND message IN ('firing', 'reminder') AND status = 'pending'",
+            )
+            .bind(device_id)
+            .bind(alert_key)
+            .bind(episode)
+            .bind(now.trunc_subsecs(6))
+            .execute(&mut **self)
+            .await?;
+            Ok(())
         }
 
         async fn firing_route<'a>(&'a mut self, device_id: &'a str, alert_key: &'a str, episode: i64) -> Result<Option<(String, String)>, StoreError> {

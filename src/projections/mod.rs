@@ -276,6 +276,8 @@ async fn schedule_messages<T: ProjectionTx + OutboxTx>(
                 }
             }
             Some(Lookup::FiringRoute(episode)) => {
+                tx.suppress_waiting(device_id, alert_key, episode, now)
+                    .await?;
                 let route = tx.firing_route(device_id, alert_key, episode).await?;
                 notifier.plan(
                     device_id,
