@@ -52,6 +52,12 @@ pub enum ApiError {
     },
     #[error("a rebuild is already running in this process")]
     RebuildRunning,
+    /// No token, a malformed `Authorization` header, or a token that is not configured.
+    #[error("{detail}")]
+    Unauthorized { detail: String, invalid_token: bool },
+    /// A valid token without the scope the route needs.
+    #[error("{detail}")]
+    Forbidden { detail: String, scope: &'static str },
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -71,6 +77,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } | ApiError::RebuildRunning => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -91,6 +99,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::Conflict { .. } => "event-id-conflict",
             ApiError::RebuildRunning => "rebuild-running",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::Forbidden { .. } => "forbidden",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -108,6 +118,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => "Method not allowed",
             ApiError::Conflict { .. } => "Event id already recorded with different content",
             ApiError::RebuildRunning => "Rebuild already running",
+            ApiError::Unauthorized { .. } => "Unauthorized",
+            ApiError::Forbidden { .. } => "Forbidden",
             ApiError::Unavailable(_) => "Service unavailable",
             ApiError::Internal(_) => "Internal server error",
         }
@@ -164,6 +176,23 @@ impl IntoResponse for ApiError {
         );
         if matches!(self, ApiError::Unavailable(_)) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        // RFC 6750 §3: say which scheme to use, and why a presented token failed.
+        let challenge = match &self {
+            ApiError::Unauthorized {
+                invalid_token: false,
+                ..
+            } => Some("Bearer realm=\"alert-ledger\"".to_string()),
+            ApiError::Unauthorized { .. } => {
+                Some("Bearer realm=\"alert-ledger\", error=\"invalid_token\"".to_string())
+            }
+            ApiError::Forbidden { scope, .. } => Some(format!(
+                "Bearer realm=\"alert-ledger\", error=\"insufficient_scope\", scope=\"{scope}\""
+            )),
+            _ => None,
+        };
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
         }
         response
     }

@@ -13,7 +13,9 @@
 //! - [`ledger`]: the one path that records events: idempotency, bounded conflict
 //!   retries, then a projection update.
 //! - [`submission`]: parsing and validating submitted events (HTTP and import).
-//! - [`http`]: the REST API; [`error`]: its problem+json errors.
+//! - [`integrations`]: Alertmanager webhooks and PagerDuty Events v2 mapped onto events.
+//! - [`http`]: the REST API and its bearer-token authentication; [`error`]: its
+//!   problem+json errors.
 //! - [`server`]: opening the ledger and serving until shutdown; [`config`]: the
 //!   command line; [`cli`]: the `import` command.
 
@@ -22,6 +24,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod integrations;
 pub mod ledger;
 pub mod projections;
 pub mod server;
