@@ -153,7 +153,10 @@ impl Auth {
 
     /// Read a token file. `env` resolves `token_env` (the process environment in
     /// production, a map in tests).
-    pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self, AuthConfigError> {
+    pub fn load(
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, AuthConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| AuthConfigError {
             path: path.to_path_buf(),
             line: 1,
@@ -288,8 +291,7 @@ impl Auth {
         };
         let Some(authorization) = authorization else {
             return Err(ApiError::Unauthorized {
-                detail: "this endpoint needs a bearer token (Authorization: Bearer <token>)"
-                    .into(),
+                detail: "this endpoint needs a bearer token (Authorization: Bearer <token>)".into(),
                 invalid_token: false,
             });
         };
@@ -430,7 +432,10 @@ scopes = ["read", "admin"]
             error("# nothing\n"),
             "tokens.toml:1: no [[tokens]] entries: remove the file from the configuration to run without authentication"
         );
-        assert_eq!(error("[[tokens]\n"), "tokens.toml:1: invalid table header\nexpected `]]`");
+        assert_eq!(
+            error("[[tokens]\n"),
+            "tokens.toml:1: invalid table header\nexpected `]]`"
+        );
     }
 
     #[test]
@@ -441,36 +446,71 @@ scopes = ["read", "admin"]
         assert_eq!(Scope::required(&get, "/metrics"), None);
         assert_eq!(Scope::required(&get, "/v1x"), None);
         assert_eq!(Scope::required(&get, "/v1/alerts"), Some(Scope::Read));
-        assert_eq!(Scope::required(&Method::HEAD, "/v1/alerts"), Some(Scope::Read));
+        assert_eq!(
+            Scope::required(&Method::HEAD, "/v1/alerts"),
+            Some(Scope::Read)
+        );
         assert_eq!(Scope::required(&post, "/v1/events"), Some(Scope::Ingest));
         assert_eq!(
             Scope::required(&post, "/v1/devices/d/alerts/k/ack"),
             Some(Scope::Ingest)
         );
-        assert_eq!(Scope::required(&get, "/v1/admin/rebuild"), Some(Scope::Admin));
-        assert_eq!(Scope::required(&post, "/v1/admin/rebuild"), Some(Scope::Admin));
+        assert_eq!(
+            Scope::required(&get, "/v1/admin/rebuild"),
+            Some(Scope::Admin)
+        );
+        assert_eq!(
+            Scope::required(&post, "/v1/admin/rebuild"),
+            Some(Scope::Admin)
+        );
     }
 
     #[test]
     fn tokens_are_checked_by_scope() {
         let auth = parse(GOOD).expect("valid");
-        let ok = |m: &Method, p: &str, h: Option<&str>| auth.check(m, p, h).map_err(|e| e.status().as_u16());
+        let ok = |m: &Method, p: &str, h: Option<&str>| {
+            auth.check(m, p, h).map_err(|e| e.status().as_u16())
+        };
         assert_eq!(ok(&Method::GET, "/v1/alerts", None), Err(401));
         assert_eq!(ok(&Method::GET, "/v1/alerts", Some("Basic abc")), Err(401));
-        assert_eq!(ok(&Method::GET, "/v1/alerts", Some("Bearer nope-nope-nope-nope")), Err(401));
         assert_eq!(
-            ok(&Method::GET, "/v1/alerts", Some("Bearer from-the-environment-0123")),
+            ok(
+                &Method::GET,
+                "/v1/alerts",
+                Some("Bearer nope-nope-nope-nope")
+            ),
+            Err(401)
+        );
+        assert_eq!(
+            ok(
+                &Method::GET,
+                "/v1/alerts",
+                Some("Bearer from-the-environment-0123")
+            ),
             Err(403)
         );
         assert_eq!(
-            ok(&Method::POST, "/v1/events", Some("bearer from-the-environment-0123")),
+            ok(
+                &Method::POST,
+                "/v1/events",
+                Some("bearer from-the-environment-0123")
+            ),
             Ok(Some(Sender("alertmanager".into())))
         );
         assert_eq!(
-            ok(&Method::GET, "/v1/admin/rebuild", Some("Bearer ops-token-0123456789")),
+            ok(
+                &Method::GET,
+                "/v1/admin/rebuild",
+                Some("Bearer ops-token-0123456789")
+            ),
             Ok(Some(Sender("ops".into())))
         );
         assert_eq!(ok(&Method::GET, "/healthz", None), Ok(None));
-        assert_eq!(Auth::disabled().check(&Method::POST, "/v1/events", None).ok(), Some(None));
+        assert_eq!(
+            Auth::disabled()
+                .check(&Method::POST, "/v1/events", None)
+                .ok(),
+            Some(None)
+        );
     }
 }

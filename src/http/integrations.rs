@@ -32,7 +32,10 @@ pub const UNKNOWN_SOURCE_DEVICE: &str = "pagerduty:unknown-source";
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/integrations/alertmanager", post(alertmanager))
-        .route("/v1/integrations/pagerduty/enqueue", post(pagerduty_enqueue))
+        .route(
+            "/v1/integrations/pagerduty/enqueue",
+            post(pagerduty_enqueue),
+        )
 }
 
 /// What happened to one submitted item, in the integrations' answers. A conflict (the
@@ -154,7 +157,9 @@ async fn pagerduty_enqueue(
     let value = match json_body(&headers, body) {
         Ok(value) => value,
         Err(ApiError::MalformedJson(why)) => {
-            return Ok(invalid_event(vec![format!("the body is not valid JSON: {why}")]))
+            return Ok(invalid_event(vec![format!(
+                "the body is not valid JSON: {why}"
+            )]))
         }
         Err(other) => return Err(other),
     };
@@ -198,7 +203,10 @@ async fn record(state: &AppState, events: Vec<NewEvent>) -> Result<(), ApiError>
 /// A trigger on device `payload.source`. Resolves recorded earlier for the same dedup
 /// key without a source (on [`UNKNOWN_SOURCE_DEVICE`]) are first copied into the
 /// device's stream, so a resolve that overtook its trigger still closes the alert.
-async fn trigger(state: &AppState, event: &PagerDutyEvent) -> Result<Result<(), Vec<String>>, ApiError> {
+async fn trigger(
+    state: &AppState,
+    event: &PagerDutyEvent,
+) -> Result<Result<(), Vec<String>>, ApiError> {
     let Some(device) = event.source.clone() else {
         return Ok(Err(vec!["'payload.source' is missing or blank".into()]));
     };
@@ -234,7 +242,8 @@ async fn adopt_parked_resolves(
         kind: Some(Kind::Recovery),
         ..TrailFilter::default()
     };
-    let events = with_pool!(&state.db, pool => pool.trail(UNKNOWN_SOURCE_DEVICE, &filter, 0, 1000).await)?;
+    let events =
+        with_pool!(&state.db, pool => pool.trail(UNKNOWN_SOURCE_DEVICE, &filter, 0, 1000).await)?;
     Ok(events
         .into_iter()
         .map(|stored| adopted_copy(device, &stored.event))
@@ -267,12 +276,14 @@ fn adopted_copy(device: &str, parked: &RecordedEvent) -> NewEvent {
 /// The devices a resolve applies to: `payload.source` when given; else the devices on
 /// which this dedup key's alert is firing; else the one where it was last seen; else
 /// (never seen) [`UNKNOWN_SOURCE_DEVICE`], where a later trigger adopts it.
-async fn resolve_devices(state: &AppState, event: &PagerDutyEvent) -> Result<Vec<String>, ApiError> {
+async fn resolve_devices(
+    state: &AppState,
+    event: &PagerDutyEvent,
+) -> Result<Vec<String>, ApiError> {
     if let Some(source) = &event.source {
         return Ok(vec![source.clone()]);
     }
-    let known =
-        with_pool!(&state.db, pool => pool.devices_with_alert_key(&event.alert_key).await)?;
+    let known = with_pool!(&state.db, pool => pool.devices_with_alert_key(&event.alert_key).await)?;
     let known: Vec<_> = known
         .into_iter()
         .filter(|a| a.device_id != UNKNOWN_SOURCE_DEVICE)
@@ -291,7 +302,10 @@ async fn resolve_devices(state: &AppState, event: &PagerDutyEvent) -> Result<Vec
     })
 }
 
-async fn resolve(state: &AppState, event: &PagerDutyEvent) -> Result<Result<(), Vec<String>>, ApiError> {
+async fn resolve(
+    state: &AppState,
+    event: &PagerDutyEvent,
+) -> Result<Result<(), Vec<String>>, ApiError> {
     let mut recoveries = Vec::new();
     for device in resolve_devices(state, event).await? {
         match event.event_for(&device) {

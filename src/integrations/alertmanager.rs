@@ -336,12 +336,20 @@ fn map_alert(index: usize, alert: &Value, settings: &AlertmanagerSettings) -> Ma
         "endsAt"
     };
     let Value::Object(event) = event else {
-        return Err(vec![FieldError::new(format!("alerts[{index}]"), "unusable")]);
+        return Err(vec![FieldError::new(
+            format!("alerts[{index}]"),
+            "unusable",
+        )]);
     };
     validate_event(&event, "").map_err(|errors| {
         errors
             .into_iter()
-            .map(|e| FieldError::new(alert_field(&e.field, &at, device_label, time_name), e.detail))
+            .map(|e| {
+                FieldError::new(
+                    alert_field(&e.field, &at, device_label, time_name),
+                    e.detail,
+                )
+            })
             .collect()
     })
 }

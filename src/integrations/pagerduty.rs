@@ -109,7 +109,12 @@ fn severity(text: &str) -> Option<Severity> {
 }
 
 /// A non-blank string field, or `None` (blank counts as missing, as for PagerDuty).
-fn text<'a>(object: &'a Map<String, Value>, name: &str, at: &str, errors: &mut Vec<String>) -> Option<&'a str> {
+fn text<'a>(
+    object: &'a Map<String, Value>,
+    name: &str,
+    at: &str,
+    errors: &mut Vec<String>,
+) -> Option<&'a str> {
     match object.get(name) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.trim().is_empty() => None,
@@ -140,9 +145,8 @@ pub fn parse(body: &Value) -> Result<PagerDutyEvent, Vec<String>> {
         Some("resolve") => Some(Action::Resolve),
         Some("acknowledge") => Some(Action::Acknowledge),
         Some(_) => {
-            errors.push(
-                "'event_action' is invalid (must be trigger, acknowledge or resolve)".into(),
-            );
+            errors
+                .push("'event_action' is invalid (must be trigger, acknowledge or resolve)".into());
             None
         }
         None => {
@@ -273,7 +277,11 @@ pub fn parse(body: &Value) -> Result<PagerDutyEvent, Vec<String>> {
     native.insert("alert_key".into(), json!(alert_key));
     native.insert(
         "kind".into(),
-        json!(if action == Action::Trigger { "alarm" } else { "recovery" }),
+        json!(if action == Action::Trigger {
+            "alarm"
+        } else {
+            "recovery"
+        }),
     );
     if action == Action::Trigger {
         native.insert("severity".into(), json!(severity.map(Severity::as_str)));
@@ -354,13 +362,18 @@ mod tests {
         }))
         .expect("valid");
         let event = event.event_for("db-1").expect("valid native event");
-        assert_eq!(event.event_id, "pd:disk-full:trigger:2026-12-03T10:00:00.000000Z");
+        assert_eq!(
+            event.event_id,
+            "pd:disk-full:trigger:2026-12-03T10:00:00.000000Z"
+        );
         assert_eq!(event.alert_key, "disk-full");
         assert_eq!(event.severity, Some(Severity::Major));
         assert_eq!(event.labels.get("class").map(String::as_str), Some("disk"));
         assert_eq!(
             event.payload,
-            Some(json!({"dedup_key": "disk-full", "custom_details": {"free": "0%"}, "client": "cron"}))
+            Some(
+                json!({"dedup_key": "disk-full", "custom_details": {"free": "0%"}, "client": "cron"})
+            )
         );
     }
 }
