@@ -178,7 +178,7 @@ impl Auth {
         };
         let file: FileConfig = toml::from_str(text).map_err(|error| {
             let offset = error.span().map(|span| span.start).unwrap_or(0);
-            fail(offset, error.message().to_string())
+            fail(offset, error.message().trim().replace('\n', "; "))
         })?;
         if file.tokens.is_empty() {
             return Err(fail(
@@ -434,7 +434,7 @@ scopes = ["read", "admin"]
         );
         assert_eq!(
             error("[[tokens]\n"),
-            "tokens.toml:1: invalid table header\nexpected `]]`"
+            "tokens.toml:1: invalid table header; expected `.`, `]]`"
         );
     }
 

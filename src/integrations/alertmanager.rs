@@ -342,15 +342,17 @@ fn map_alert(index: usize, alert: &Value, settings: &AlertmanagerSettings) -> Ma
         )]);
     };
     validate_event(&event, "").map_err(|errors| {
-        errors
-            .into_iter()
-            .map(|e| {
-                FieldError::new(
-                    alert_field(&e.field, &at, device_label, time_name),
-                    e.detail,
-                )
-            })
-            .collect()
+        // Two native fields can come from one alert field (a NUL in the summary is in
+        // the summary and in the payload's annotations): name it once.
+        let mut named: Vec<FieldError> = Vec::new();
+        for e in errors {
+            let field = alert_field(&e.field, &at, device_label, time_name);
+            let error = FieldError::new(field, e.detail);
+            if !named.contains(&error) {
+                named.push(error);
+            }
+        }
+        named
     })
 }
 

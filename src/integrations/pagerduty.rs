@@ -33,7 +33,7 @@ pub const SOURCE: &str = "pagerduty";
 /// PagerDuty's own limits.
 pub const MAX_DEDUP_KEY_CHARS: usize = 255;
 pub const MAX_SUMMARY_CHARS: usize = 1024;
-/// A dedup key up to this long (of id-safe characters) appears in the event id as is.
+/// A dedup key up to this long appears in the event id as is (ids hold at most 128).
 const MAX_ID_KEY_CHARS: usize = 64;
 
 const FIELDS: [&str; 8] = [
@@ -259,11 +259,7 @@ pub fn parse(body: &Value) -> Result<PagerDutyEvent, Vec<String>> {
     }
     let mut native = Map::new();
     if let Some(at) = timestamp {
-        let id_key = if dedup_key.chars().count() <= MAX_ID_KEY_CHARS
-            && dedup_key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-._:".contains(c))
-        {
+        let id_key = if dedup_key.chars().count() <= MAX_ID_KEY_CHARS {
             dedup_key.clone()
         } else {
             short_hash(&dedup_key, 32)
