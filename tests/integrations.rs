@@ -469,6 +469,32 @@ async fn pagerduty_resolve_before_trigger_reconciles(engine: Engine) {
     );
 }
 
+async fn pagerduty_resolve_closes_a_trigger_from_a_clock_ahead(engine: Engine) {
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
+    // The sender's clock is two minutes ahead of ours; its resolve has no timestamp.
+    let ahead = (chrono::Utc::now() + chrono::Duration::minutes(2))
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    assert_eq!(
+        app.post_to(PD, &pd_trigger("db-5/disk", "db-5", &ahead))
+            .await
+            .status,
+        202
+    );
+    assert_eq!(
+        app.post_to(PD, &pd("resolve", "db-5/disk", None))
+            .await
+            .status,
+        202
+    );
+    let alert = app.alert("db-5", "db-5%2Fdisk").await;
+    assert_eq!(alert["status"], "resolved", "{alert}");
+    assert_eq!(alert["episodes"][0]["duration_ms"], 0);
+    assert_eq!(alert["last_recovery_at"], alert["last_alarm_at"]);
+}
+
 async fn pagerduty_invalid_events_record_nothing(engine: Engine) {
     let Some(app) = spawn_app(engine).await else {
         return;
@@ -554,6 +580,7 @@ on_both_engines!(
     alertmanager_device_label_is_configurable,
     pagerduty_trigger_then_resolve,
     pagerduty_resolve_before_trigger_reconciles,
+    pagerduty_resolve_closes_a_trigger_from_a_clock_ahead,
     pagerduty_invalid_events_record_nothing,
     pagerduty_acknowledge_and_generated_keys,
 );

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::events::json_body;
@@ -308,10 +309,23 @@ async fn resolve(
 ) -> Result<Result<(), Vec<String>>, ApiError> {
     let mut recoveries = Vec::new();
     for device in resolve_devices(state, event).await? {
-        match event.event_for(&device) {
-            Ok(recovery) => recoveries.push(recovery),
+        let mut recovery = match event.event_for(&device) {
+            Ok(recovery) => recovery,
             Err(errors) => return Ok(Err(errors)),
+        };
+        // A resolve without a timestamp means "over now". If the sender's clock runs
+        // ahead of ours, its trigger's timestamp can lie after our "now", and the
+        // resolve would sort before the alarm it was sent to close: it then takes
+        // effect at the alert's latest alarm instead (a tie resolves).
+        if recovery.occurred_at.is_none() {
+            let alert = with_pool!(&state.db, pool => pool.alert(&device, &event.alert_key).await)?;
+            if let Some(last_alarm) = alert.and_then(|a| a.last_alarm_at) {
+                if last_alarm > Utc::now() {
+                    recovery.occurred_at = Some(last_alarm);
+                }
+            }
         }
+        recoveries.push(recovery);
     }
     record(state, recoveries).await?;
     Ok(Ok(()))
