@@ -30,9 +30,10 @@ if ! command -v prometheus >/dev/null 2>&1 || [ -z "$(alertmanager_bin)" ]; then
     if [ "${CI:-}" = "true" ]; then
         say "installing Debian's prometheus and prometheus-alertmanager"
         as_root apt-get update -qq
-        # The packages' services are not wanted (and not started in containers): the
-        # test runs its own instances on its own ports.
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        # The packages' own services are not wanted: the test runs its own instances on
+        # its own ports. RUNLEVEL=1 keeps invoke-rc.d from starting them where no
+        # policy-rc.d does.
+        as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq \
             prometheus prometheus-alertmanager >/dev/null
     else
         echo "SKIPPED: e2e-alertmanager: prometheus and alertmanager are not installed" \
