@@ -53,6 +53,22 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "ALERT_LEDGER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// TOML file of bearer tokens (`[[tokens]]` with `name`, `token` or `token_env`,
+    /// `scopes`); see docs/auth.md. Without it every request is let in, so the server
+    /// listens on loopback only unless --allow-unauthenticated is given.
+    #[arg(long, env = "ALERT_LEDGER_AUTH_CONFIG")]
+    pub auth_config: Option<PathBuf>,
+    /// Listen on a non-loopback address without tokens configured (anyone who can reach
+    /// the port can then record and read everything).
+    #[arg(long, env = "ALERT_LEDGER_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+    /// The Alertmanager label whose value is the device id.
+    #[arg(
+        long,
+        env = "ALERT_LEDGER_ALERTMANAGER_DEVICE_LABEL",
+        default_value = crate::integrations::alertmanager::DEFAULT_DEVICE_LABEL
+    )]
+    pub alertmanager_device_label: String,
     #[command(flatten)]
     pub ledger: LedgerArgs,
 }

@@ -54,6 +54,12 @@ pub enum ApiError {
     RebuildRunning,
     #[error("{0}")]
     NotFiring(String),
+    /// No token, a malformed `Authorization` header, or a token that is not configured.
+    #[error("{detail}")]
+    Unauthorized { detail: String, invalid_token: bool },
+    /// A valid token without the scope the route needs.
+    #[error("{detail}")]
+    Forbidden { detail: String, scope: &'static str },
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -73,6 +79,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } | ApiError::RebuildRunning | ApiError::NotFiring(_) => {
                 StatusCode::CONFLICT
@@ -96,6 +104,8 @@ impl ApiError {
             ApiError::Conflict { .. } => "event-id-conflict",
             ApiError::RebuildRunning => "rebuild-running",
             ApiError::NotFiring(_) => "alert-not-firing",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::Forbidden { .. } => "forbidden",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -114,6 +124,8 @@ impl ApiError {
             ApiError::Conflict { .. } => "Event id already recorded with different content",
             ApiError::RebuildRunning => "Rebuild already running",
             ApiError::NotFiring(_) => "Alert is not firing",
+            ApiError::Unauthorized { .. } => "Unauthorized",
+            ApiError::Forbidden { .. } => "Forbidden",
             ApiError::Unavailable(_) => "Service unavailable",
             ApiError::Internal(_) => "Internal server error",
         }
@@ -170,6 +182,23 @@ impl IntoResponse for ApiError {
         );
         if matches!(self, ApiError::Unavailable(_)) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        // RFC 6750 §3: say which scheme to use, and why a presented token failed.
+        let challenge = match &self {
+            ApiError::Unauthorized {
+                invalid_token: false,
+                ..
+            } => Some("Bearer realm=\"alert-ledger\"".to_string()),
+            ApiError::Unauthorized { .. } => {
+                Some("Bearer realm=\"alert-ledger\", error=\"invalid_token\"".to_string())
+            }
+            ApiError::Forbidden { scope, .. } => Some(format!(
+                "Bearer realm=\"alert-ledger\", error=\"insufficient_scope\", scope=\"{scope}\""
+            )),
+            _ => None,
+        };
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
         }
         response
     }

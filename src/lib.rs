@@ -15,7 +15,9 @@
 //! - [`notifications`]: receivers and routes, the outbox written with each projection
 //!   change, and the dispatcher that delivers first alerts, reminders and resolves.
 //! - [`submission`]: parsing and validating submitted events (HTTP and import).
-//! - [`http`]: the REST API; [`error`]: its problem+json errors.
+//! - [`integrations`]: Alertmanager webhooks and PagerDuty Events v2 mapped onto events.
+//! - [`http`]: the REST API and its bearer-token authentication; [`error`]: its
+//!   problem+json errors.
 //! - [`server`]: opening the ledger and serving until shutdown; [`config`]: the
 //!   command line; [`cli`]: the `import` command.
 
@@ -24,6 +26,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod integrations;
 pub mod ledger;
 pub mod notifications;
 pub mod projections;

@@ -10,6 +10,7 @@ use alert_ledger::cli::import::import;
 use alert_ledger::cli::maintenance::{run_rebuild, run_verify};
 use alert_ledger::config::{Cli, Command, LedgerArgs, LogFormat};
 use alert_ledger::http::AppState;
+use alert_ledger::integrations::alertmanager::AlertmanagerSettings;
 use alert_ledger::server;
 
 #[tokio::main]
@@ -25,10 +26,21 @@ async fn main() -> ExitCode {
     }
     match cli.command {
         Command::Serve(args) => {
-            let state = match open(&args.ledger, ExitCode::FAILURE).await {
+            let auth = match server::sender_auth(&args) {
+                Ok(auth) => auth,
+                Err(error) => {
+                    tracing::error!("{error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut state = match open(&args.ledger, ExitCode::FAILURE).await {
                 Ok(state) => state,
                 Err(code) => return code,
             };
+            state.auth = std::sync::Arc::new(auth);
+            state.alertmanager = std::sync::Arc::new(AlertmanagerSettings {
+                device_label: args.alertmanager_device_label.clone(),
+            });
             let listener = match TcpListener::bind(args.listen).await {
                 Ok(listener) => listener,
                 Err(error) => {

@@ -7,7 +7,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::LedgerArgs;
+use crate::config::{LedgerArgs, ServeArgs};
+use crate::http::auth::{Auth, AuthConfigError};
 use crate::http::{router, AppState};
 use crate::ledger::Ledger;
 use crate::notifications::config::ConfigError;
@@ -62,7 +63,45 @@ pub async fn open(args: &LedgerArgs) -> Result<AppState, OpenError> {
         db,
         fold,
         dispatcher,
+        auth: Arc::default(),
+        alertmanager: Arc::default(),
     })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("refusing to start: {0}")]
+    AuthConfig(#[from] AuthConfigError),
+    #[error(
+        "refusing to listen on {0} without authentication: configure tokens with --auth-config \
+         (see docs/auth.md), listen on a loopback address, or pass --allow-unauthenticated"
+    )]
+    Unauthenticated(std::net::SocketAddr),
+}
+
+/// The bearer tokens `serve` runs with, after checking that the combination of token
+/// file and listen address is safe; says at start whether requests are authenticated.
+pub fn sender_auth(args: &ServeArgs) -> Result<Auth, StartError> {
+    let auth = match &args.auth_config {
+        Some(path) => Auth::load(path, |name| std::env::var(name).ok())?,
+        None => Auth::disabled(),
+    };
+    if auth.enabled() {
+        tracing::info!(senders = ?auth.names(), "bearer tokens required on /v1");
+    } else if args.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.listen,
+            "no tokens configured (--auth-config): requests are NOT authenticated; listening on loopback only"
+        );
+    } else if args.allow_unauthenticated {
+        tracing::warn!(
+            listen = %args.listen,
+            "no tokens configured and --allow-unauthenticated: anyone who reaches this address can record and read"
+        );
+    } else {
+        return Err(StartError::Unauthenticated(args.listen));
+    }
+    Ok(auth)
 }
 
 /// Serve until `shutdown` completes, then finish in-flight requests. The notification

@@ -163,7 +163,7 @@ pub fn validate_body(body: Value) -> Result<Submission, Vec<FieldError>> {
 /// Microseconds (the finest precision both engines store), a leap second read as the
 /// start of the next second (as PostgreSQL does), and years 1970–9999 only, so stored
 /// times print as RFC 3339 and sort as text.
-fn normalize_time(at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub fn normalize_time(at: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let at = if at.timestamp_subsec_nanos() >= 1_000_000_000 {
         DateTime::from_timestamp(at.timestamp() + 1, 0)?
     } else {

@@ -12,16 +12,16 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::events::{conflict, is_json};
+use super::events::{conflict, json_body};
 use super::params::{decode_cursor, encode_cursor, limit, parse_query, path_name, path_segments};
-use super::{AppState, MAX_BODY_BYTES};
-use crate::domain::fold::Status;
+use super::AppState;
+use crate::domain::fold::{Acknowledged, Status};
 use crate::domain::{Kind, NewEvent};
 use crate::error::{ApiError, FieldError};
-use crate::ledger::Outcome;
+use crate::ledger::{ItemResult, Outcome};
 use crate::notifications::outbox::Outbox;
 use crate::projections::ReadModels;
-use crate::submission::{parse_json, validate_acknowledgement};
+use crate::submission::{validate_acknowledgement, AcknowledgementRequest};
 use crate::with_pool;
 
 pub fn router() -> Router<AppState> {
@@ -118,27 +118,83 @@ async fn acknowledge(
     let (device_id, alert_key) = path_segments(path)?;
     path_name("device_id", &device_id)?;
     path_name("alert_key", &alert_key)?;
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(MAX_BODY_BYTES)
-        } else {
-            ApiError::MalformedJson(rejection.body_text())
-        }
-    })?;
-    if !is_json(&headers) {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let value = parse_json(&body).map_err(ApiError::MalformedJson)?;
+    let value = json_body(&headers, body)?;
     let request = validate_acknowledgement(&value).map_err(ApiError::InvalidEvent)?;
 
-    let alert_state =
-        with_pool!(&state.db, pool => pool.alert_state(&device_id, &alert_key).await)?.ok_or_else(
-            || {
-                ApiError::NotFound(format!(
-                    "no alert {alert_key} recorded for device {device_id}"
-                ))
-            },
-        )?;
+    let (status, result, episode) =
+        match acknowledge_alert(&state, &device_id, &alert_key, &request).await? {
+            Acknowledgement::Recorded { result, episode } => {
+                let status = if result.outcome == Outcome::Duplicate {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CREATED
+                };
+                (status, result, episode)
+            }
+            Acknowledgement::AlreadyAcknowledged { episode, existing } => {
+                // Record nothing; show who got there first.
+                return Ok((
+                    StatusCode::OK,
+                    Json(json!({
+                        "device_id": device_id,
+                        "alert_key": alert_key,
+                        "episode": episode,
+                        "event_id": existing.event_id,
+                        "acknowledged_by": existing.by,
+                        "acknowledged_at": existing.at,
+                        "reason": existing.reason,
+                        "already_acknowledged": true,
+                    })),
+                )
+                    .into_response());
+            }
+        };
+    Ok((
+        status,
+        Json(json!({
+            "device_id": device_id,
+            "alert_key": alert_key,
+            "episode": episode,
+            "event_id": result.event_id,
+            "acknowledged_by": request.by,
+            "reason": request.reason,
+            "stream_version": result.stream_version,
+            "duplicate": result.outcome == Outcome::Duplicate,
+            "already_acknowledged": false,
+            "alert": result.alert,
+        })),
+    )
+        .into_response())
+}
+
+/// What acknowledging a firing alert came to.
+pub(super) enum Acknowledgement {
+    Recorded {
+        result: ItemResult,
+        episode: i64,
+    },
+    /// The current episode was acknowledged before (by another request): nothing recorded.
+    AlreadyAcknowledged {
+        episode: i64,
+        existing: Acknowledged,
+    },
+}
+
+/// Record an acknowledgement of the alert's current episode: 404 when the alert is
+/// unknown, 409 when it is not firing. Shared by the ack endpoint and PagerDuty's
+/// `acknowledge` action.
+pub(super) async fn acknowledge_alert(
+    state: &AppState,
+    device_id: &str,
+    alert_key: &str,
+    request: &AcknowledgementRequest,
+) -> Result<Acknowledgement, ApiError> {
+    let alert_state = with_pool!(&state.db, pool => pool.alert_state(device_id, alert_key).await)?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no alert {alert_key} recorded for device {device_id}"
+            ))
+        })?;
     let episode = match (&alert_state.status, &alert_state.current_episode) {
         (Status::Firing, Some(episode)) => episode,
         _ => {
@@ -148,32 +204,20 @@ async fn acknowledge(
         }
     };
     if let Some(existing) = &episode.acknowledged {
-        let retried = request.event_id.as_deref() == Some(existing.event_id.as_str());
-        if !retried {
-            // Already acknowledged: record nothing, show who got there first.
-            return Ok((
-                StatusCode::OK,
-                Json(json!({
-                    "device_id": device_id,
-                    "alert_key": alert_key,
-                    "episode": episode.number,
-                    "event_id": existing.event_id,
-                    "acknowledged_by": existing.by,
-                    "acknowledged_at": existing.at,
-                    "reason": existing.reason,
-                    "already_acknowledged": true,
-                })),
-            )
-                .into_response());
+        if request.event_id.as_deref() != Some(existing.event_id.as_str()) {
+            return Ok(Acknowledgement::AlreadyAcknowledged {
+                episode: episode.number,
+                existing: existing.clone(),
+            });
         }
     }
-    let episode_number = episode.number;
     let event = NewEvent {
         event_id: request
             .event_id
+            .clone()
             .unwrap_or_else(|| format!("ack-{}", Uuid::now_v7())),
-        device_id: device_id.clone(),
-        alert_key: alert_key.clone(),
+        device_id: device_id.to_string(),
+        alert_key: alert_key.to_string(),
         kind: Kind::Acknowledgement,
         occurred_at: None,
         severity: None,
@@ -189,25 +233,11 @@ async fn acknowledge(
         .await?
         .pop()
         .ok_or_else(|| ApiError::Internal("no result for a recorded acknowledgement".into()))?;
-    let status = match result.outcome {
-        Outcome::Recorded => StatusCode::CREATED,
-        Outcome::Duplicate => StatusCode::OK,
-        Outcome::Conflict => return Err(conflict(&result)),
-    };
-    Ok((
-        status,
-        Json(json!({
-            "device_id": device_id,
-            "alert_key": alert_key,
-            "episode": episode_number,
-            "event_id": result.event_id,
-            "acknowledged_by": request.by,
-            "reason": request.reason,
-            "stream_version": result.stream_version,
-            "duplicate": result.outcome == Outcome::Duplicate,
-            "already_acknowledged": false,
-            "alert": result.alert,
-        })),
-    )
-        .into_response())
+    if result.outcome == Outcome::Conflict {
+        return Err(conflict(&result));
+    }
+    Ok(Acknowledgement::Recorded {
+        result,
+        episode: episode.number,
+    })
 }

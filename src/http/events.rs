@@ -46,13 +46,12 @@ pub(super) fn is_json(headers: &HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
-async fn record(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+/// A JSON request body: 413 past the size limit, 415 unless the content type is JSON,
+/// 400 when it does not parse (a repeated key included).
+pub(super) fn json_body(
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    parse_query(query.as_deref(), &[])?;
+) -> Result<Value, ApiError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(MAX_BODY_BYTES)
@@ -60,10 +59,20 @@ async fn record(
             ApiError::MalformedJson(rejection.body_text())
         }
     })?;
-    if !is_json(&headers) {
+    if !is_json(headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let value = parse_json(&body).map_err(ApiError::MalformedJson)?;
+    parse_json(&body).map_err(ApiError::MalformedJson)
+}
+
+async fn record(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    parse_query(query.as_deref(), &[])?;
+    let value = json_body(&headers, body)?;
     let submission = validate_body(value).map_err(ApiError::InvalidEvent)?;
     match submission {
         Submission::One(event) => {

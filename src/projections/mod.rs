@@ -7,6 +7,7 @@
 //! result, with the device's checkpoint (`device_summary.stream_version`) updated in the
 //! same transaction as the rows, so a crash never leaves them apart.
 
+pub mod lookup;
 pub mod read;
 pub mod rebuild;
 mod tx;

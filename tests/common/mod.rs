@@ -87,9 +87,27 @@ pub async fn spawn_app_on(database_url: &str) -> TestApp {
 }
 
 pub async fn spawn_app_with(args: LedgerArgs) -> TestApp {
-    let database_url = args.database_url.clone();
-    let database_url = database_url.as_str();
     let state = server::open(&args).await.expect("open ledger");
+    serve_state(state, &args.database_url).await
+}
+
+/// A fresh app whose state `configure` adjusts before it serves (tokens, settings).
+pub async fn spawn_app_configured(
+    engine: Engine,
+    configure: impl FnOnce(&mut AppState),
+) -> Option<TestApp> {
+    let (url, dir) = fresh_database(engine).await?;
+    let mut args = LedgerArgs::with_database_url(&url);
+    args.max_connections = 16;
+    args.acquire_timeout_seconds = 60;
+    let mut state = server::open(&args).await.expect("open ledger");
+    configure(&mut state);
+    let mut app = serve_state(state, &url).await;
+    app._dir = dir;
+    Some(app)
+}
+
+async fn serve_state(state: AppState, database_url: &str) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = oneshot::channel::<()>();
@@ -116,6 +134,7 @@ pub struct Answer {
     pub content_type: String,
     pub body: Value,
     pub retry_after: Option<String>,
+    pub www_authenticate: Option<String>,
 }
 
 impl TestApp {
@@ -141,6 +160,34 @@ impl TestApp {
             request = request.header("content-type", content_type);
         }
         answer(request.body(body).send().await.expect("request")).await
+    }
+
+    /// A request to any path, with a bearer token when given.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> Answer {
+        let mut request = self
+            .client
+            .request(method, format!("{}{}", self.address, path));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        answer(request.send().await.expect("request")).await
+    }
+
+    /// POST a JSON body to `path` without a token.
+    pub async fn post_to(&self, path: &str, body: &Value) -> Answer {
+        self.request(reqwest::Method::POST, path, Some(body), None)
+            .await
     }
 
     pub async fn post(&self, body: &Value) -> Answer {
@@ -242,6 +289,11 @@ async fn answer(response: reqwest::Response) -> Answer {
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let www_authenticate = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let text = response.text().await.expect("body");
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     Answer {
@@ -249,6 +301,7 @@ async fn answer(response: reqwest::Response) -> Answer {
         content_type,
         body,
         retry_after,
+        www_authenticate,
     }
 }
 
