@@ -916,3 +916,33 @@ async fn a_server_killed_mid_delivery_loses_no_message(engine: Engine) {
 }
 
 on_both_engines!(a_server_killed_mid_delivery_loses_no_message);
+
+/// A bad configuration file stops `serve` before it opens anything, naming the line and
+/// the reason, and without printing the secret URL.
+#[test]
+fn a_bad_config_file_is_refused_at_start_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("notify.toml");
+    let text = config_text("http://127.0.0.1:9/hook?token=very-secret", &QUICK)
+        .replace("group_wait = \"0s\"", "group_wait = \"soon\"");
+    std::fs::write(&config, text).unwrap();
+    let database = dir.path().join("ledger.db");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_alert-ledger"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--notify-config"])
+        .arg(&config)
+        .env("DATABASE_URL", format!("sqlite://{}", database.display()))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run alert-ledger");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("notify.toml: line 20: `soon` is not a duration"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("very-secret"), "{stderr}");
+    assert!(
+        !database.exists(),
+        "nothing is opened before the file is checked"
+    );
+}
