@@ -709,6 +709,16 @@ async fn a_receiver_answering_400_dead_letters_at_once(engine: Engine) {
     )
     .await;
     assert_eq!(receiver.got().len(), 4);
+    let metrics = n.app.get("/metrics").await.body;
+    let metrics = metrics.as_str().unwrap_or_default();
+    for line in [
+        "alert_ledger_notifications_total{outcome=\"delivered\"} 0",
+        "alert_ledger_notifications_total{outcome=\"retried\"} 2",
+        "alert_ledger_notifications_total{outcome=\"dead\"} 2",
+        "alert_ledger_notifications_total{outcome=\"suppressed\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
 }
 
 /// `Retry-After` on a 429 is honoured even when the backoff would be shorter.

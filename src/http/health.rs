@@ -57,5 +57,21 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         read(&c.conflict_retries),
         read(&c.contended),
     );
+    let mut body = body;
+    if let Some(dispatcher) = &state.dispatcher {
+        let d = &dispatcher.counters;
+        body.push_str(&format!(
+            "# HELP alert_ledger_notifications_total Notification outcomes of this process's dispatcher since start (retried counts failed attempts that will be retried).\n\
+             # TYPE alert_ledger_notifications_total counter\n\
+             alert_ledger_notifications_total{{outcome=\"delivered\"}} {}\n\
+             alert_ledger_notifications_total{{outcome=\"retried\"}} {}\n\
+             alert_ledger_notifications_total{{outcome=\"dead\"}} {}\n\
+             alert_ledger_notifications_total{{outcome=\"suppressed\"}} {}\n",
+            read(&d.delivered),
+            read(&d.retried),
+            read(&d.dead),
+            read(&d.suppressed),
+        ));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -6,6 +6,7 @@
 //! restart, or another on the same PostgreSQL database) claims them again. A receiver
 //! may therefore see a message twice, always with the same idempotency key.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,16 @@ pub struct Dispatcher {
     config: Arc<NotifyConfig>,
     client: reqwest::Client,
     wake: Arc<Notify>,
+    pub counters: Arc<DeliveryCounters>,
+}
+
+/// What this process's dispatcher did since start, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct DeliveryCounters {
+    pub delivered: AtomicU64,
+    pub retried: AtomicU64,
+    pub dead: AtomicU64,
+    pub suppressed: AtomicU64,
 }
 
 /// What one HTTP attempt came to.
@@ -69,6 +80,7 @@ impl Dispatcher {
             config,
             client,
             wake,
+            counters: Arc::default(),
         })
     }
 
@@ -178,6 +190,11 @@ impl Dispatcher {
         status: DeliveryStatus,
         reason: &str,
     ) -> Result<(), StoreError> {
+        let counter = match status {
+            DeliveryStatus::Suppressed => &self.counters.suppressed,
+            _ => &self.counters.dead,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         let finish = Finish {
             status,
             reason: Some(reason.to_string()),
@@ -343,6 +360,12 @@ impl Dispatcher {
                 }
             }
         };
+        let counter = match finish.status {
+            DeliveryStatus::Delivered => &self.counters.delivered,
+            DeliveryStatus::Dead => &self.counters.dead,
+            _ => &self.counters.retried,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         with_pool!(&self.db, pool => pool.finish(&row.id, token, finish).await)
     }
 
