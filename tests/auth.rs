@@ -94,6 +94,7 @@ async fn the_scope_follows_the_route(engine: Engine) {
                        "occurred_at": "2026-12-03T10:00:00Z"});
     let pd = json!({"routing_key": "r", "event_action": "acknowledge", "dedup_key": "k"});
     let am = am_notification();
+    let ack = json!({"by": "ana"});
     // (method, path, body, the scope it needs, the answer once let in)
     let cases: Vec<(Method, &str, Option<&Value>, &str, u16)> = vec![
         (Method::GET, "/v1/alerts", None, READ, 200),
@@ -116,14 +117,15 @@ async fn the_scope_follows_the_route(engine: Engine) {
             INGEST,
             202,
         ),
-        // A route that does not exist yet is guarded by its method already.
+        // Acknowledging is ingest; this alert does not exist.
         (
             Method::POST,
             "/v1/devices/d/alerts/k/ack",
-            None,
+            Some(&ack),
             INGEST,
             404,
         ),
+        (Method::GET, "/v1/notifications", None, READ, 200),
         (Method::DELETE, "/v1/alerts", None, INGEST, 405),
         (Method::GET, "/v1/admin/rebuild", None, ADMIN, 200),
     ];
