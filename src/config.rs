@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::domain::FoldConfig;
-use crate::store::ConnectOptions;
+use crate::store::{redacted_url, ConnectOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -105,10 +105,15 @@ pub struct VerifyArgs {
 }
 
 /// Options shared by every command that opens the ledger.
-#[derive(Clone, Debug, Args)]
+#[derive(Clone, Args)]
 pub struct LedgerArgs {
     /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST/DB`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://alert-ledger.db")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://alert-ledger.db",
+        hide_env_values = true
+    )]
     pub database_url: String,
     /// Database connection pool size.
     #[arg(long, env = "ALERT_LEDGER_MAX_CONNECTIONS", default_value_t = 10)]
@@ -147,6 +152,24 @@ pub struct LedgerArgs {
     pub fault_pause_before_projection_ms: u64,
 }
 
+// Written by hand so that `{:?}` never prints the database password.
+impl std::fmt::Debug for LedgerArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerArgs")
+            .field("database_url", &redacted_url(&self.database_url))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout_seconds", &self.acquire_timeout_seconds)
+            .field("max_future_skew_seconds", &self.max_future_skew_seconds)
+            .field("max_append_attempts", &self.max_append_attempts)
+            .field("notify_config", &self.notify_config)
+            .field(
+                "fault_pause_before_projection_ms",
+                &self.fault_pause_before_projection_ms,
+            )
+            .finish()
+    }
+}
+
 impl LedgerArgs {
     pub fn with_database_url(url: impl Into<String>) -> Self {
         Self {
@@ -172,5 +195,18 @@ impl LedgerArgs {
         FoldConfig {
             max_future_skew: chrono::Duration::seconds(i64::from(self.max_future_skew_seconds)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_args_debug_hides_the_database_password() {
+        let args = LedgerArgs::with_database_url("postgres://ledger:hunter2@db:5432/alerts");
+        let printed = format!("{args:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("ledger:***@db"), "{printed}");
     }
 }

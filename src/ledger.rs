@@ -72,6 +72,11 @@ pub struct Counters {
     pub conflicts: AtomicU64,
     pub conflict_retries: AtomicU64,
     pub contended: AtomicU64,
+    /// Alertmanager alerts (or whole notifications that are not version 4 payloads)
+    /// refused as invalid.
+    pub invalid_alertmanager: AtomicU64,
+    /// PagerDuty events answered `400 invalid event`.
+    pub invalid_pagerduty: AtomicU64,
 }
 
 pub struct Ledger {

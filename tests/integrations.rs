@@ -61,6 +61,18 @@ const ALARM_ID: &str = "am:1a30ba71cca2921f:firing:2026-12-03T09:00:00.123456Z";
 const RECOVERY_ID: &str = "am:1a30ba71cca2921f:resolved:2026-12-03T09:00:00.123456Z";
 
 /// Every event recorded anywhere, from the global feed.
+/// The value of one `/metrics` line, e.g. `alert_ledger_integration_invalid_total{integration="pagerduty"}`.
+async fn metric(app: &TestApp, series: &str) -> u64 {
+    let body = app.get("/metrics").await.body;
+    let text = body.as_str().unwrap_or_default().to_string();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} not in:\n{text}"))
+}
+
+const AM_INVALID: &str = "alert_ledger_integration_invalid_total{integration=\"alertmanager\"}";
+const PD_INVALID: &str = "alert_ledger_integration_invalid_total{integration=\"pagerduty\"}";
+
 async fn all_events(app: &TestApp) -> Vec<Value> {
     let answer = app.get("/v1/events?limit=1000").await;
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -213,6 +225,8 @@ async fn alertmanager_answers_per_alert_and_records_the_valid_ones(engine: Engin
         ])
     );
     assert_eq!(all_events(&app).await.len(), 1);
+    assert_eq!(metric(&app, AM_INVALID).await, 4);
+    assert_eq!(metric(&app, PD_INVALID).await, 0);
 }
 
 async fn alertmanager_bad_notifications_record_nothing(engine: Engine) {
@@ -273,6 +287,8 @@ async fn alertmanager_bad_notifications_record_nothing(engine: Engine) {
     let answer = app.post_to(&format!("{AM}?dry_run=1"), &firing()).await;
     assert_eq!(answer.status, 400);
     assert!(all_events(&app).await.is_empty());
+    // Four notifications refused for their content; the 415 and the 400 never got that far.
+    assert_eq!(metric(&app, AM_INVALID).await, 4);
 }
 
 async fn alertmanager_edge_cases(engine: Engine) {
@@ -548,6 +564,8 @@ async fn pagerduty_invalid_events_record_nothing(engine: Engine) {
         .expect("request");
     assert_eq!(not_json.status(), 400);
     assert!(all_events(&app).await.is_empty());
+    assert_eq!(metric(&app, PD_INVALID).await, 5);
+    assert_eq!(metric(&app, AM_INVALID).await, 0);
 }
 
 async fn pagerduty_acknowledge_and_generated_keys(engine: Engine) {

@@ -50,12 +50,18 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
          alert_ledger_append_retries_total {}\n\
          # HELP alert_ledger_append_exhausted_total Appends answered 503 after every retry.\n\
          # TYPE alert_ledger_append_exhausted_total counter\n\
-         alert_ledger_append_exhausted_total {}\n",
+         alert_ledger_append_exhausted_total {}\n\
+         # HELP alert_ledger_integration_invalid_total Alertmanager alerts and PagerDuty events refused as invalid.\n\
+         # TYPE alert_ledger_integration_invalid_total counter\n\
+         alert_ledger_integration_invalid_total{{integration=\"alertmanager\"}} {}\n\
+         alert_ledger_integration_invalid_total{{integration=\"pagerduty\"}} {}\n",
         read(&c.recorded),
         read(&c.duplicates),
         read(&c.conflicts),
         read(&c.conflict_retries),
         read(&c.contended),
+        read(&c.invalid_alertmanager),
+        read(&c.invalid_pagerduty),
     );
     let mut body = body;
     if let Some(dispatcher) = &state.dispatcher {

@@ -3,6 +3,8 @@
 //! Events API v2). The mappings live in [`crate::integrations`]; this module records
 //! what they produce through the one ledger path and answers in the sender's terms.
 
+use std::sync::atomic::Ordering;
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
@@ -66,7 +68,13 @@ async fn alertmanager(
 ) -> Result<Response, ApiError> {
     parse_query(query.as_deref(), &[])?;
     let value = json_body(&headers, body)?;
-    let mapped = map_notification(&value, &state.alertmanager).map_err(ApiError::InvalidEvent)?;
+    let invalid_counter = &state.ledger.counters.invalid_alertmanager;
+    let mapped = map_notification(&value, &state.alertmanager).map_err(|errors| {
+        invalid_counter.fetch_add(1, Ordering::Relaxed);
+        ApiError::InvalidEvent(errors)
+    })?;
+    let invalid_alerts = mapped.iter().filter(|m| m.is_err()).count();
+    invalid_counter.fetch_add(invalid_alerts as u64, Ordering::Relaxed);
     let mut events = Vec::new();
     let mut invalid: Vec<FieldError> = Vec::new();
     for result in &mapped {
@@ -81,7 +89,7 @@ async fn alertmanager(
     if !invalid.is_empty() {
         let fields: Vec<&str> = invalid.iter().map(|e| e.field.as_str()).collect();
         tracing::warn!(
-            invalid_alerts = mapped.iter().filter(|m| m.is_err()).count(),
+            invalid_alerts,
             fields = ?fields,
             "Alertmanager notification with alerts that cannot be recorded; the valid ones are"
         );
@@ -135,7 +143,12 @@ fn item_json(index: usize, event: &NewEvent, result: &ItemResult) -> Value {
 }
 
 /// PagerDuty's answer to an event it could not take: 400 and every reason.
-fn invalid_event(errors: Vec<String>) -> Response {
+fn invalid_event(state: &AppState, errors: Vec<String>) -> Response {
+    state
+        .ledger
+        .counters
+        .invalid_pagerduty
+        .fetch_add(1, Ordering::Relaxed);
     (
         StatusCode::BAD_REQUEST,
         Json(json!({
@@ -160,15 +173,16 @@ async fn pagerduty_enqueue(
     let value = match json_body(&headers, body) {
         Ok(value) => value,
         Err(ApiError::MalformedJson(why)) => {
-            return Ok(invalid_event(vec![format!(
-                "the body is not valid JSON: {why}"
-            )]))
+            return Ok(invalid_event(
+                &state,
+                vec![format!("the body is not valid JSON: {why}")],
+            ))
         }
         Err(other) => return Err(other),
     };
     let event = match pagerduty::parse(&value) {
         Ok(event) => event,
-        Err(errors) => return Ok(invalid_event(errors)),
+        Err(errors) => return Ok(invalid_event(&state, errors)),
     };
     let outcome = match event.action {
         Action::Trigger => trigger(&state, &event).await?,
@@ -176,7 +190,7 @@ async fn pagerduty_enqueue(
         Action::Acknowledge => acknowledge(&state, &event).await.map(|()| Ok(()))?,
     };
     if let Err(errors) = outcome {
-        return Ok(invalid_event(errors));
+        return Ok(invalid_event(&state, errors));
     }
     Ok((
         StatusCode::ACCEPTED,

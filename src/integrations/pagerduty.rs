@@ -1,7 +1,8 @@
 //! PagerDuty Events API v2 (`/v2/enqueue`) alert events as ledger events.
 //!
 //! - `trigger` → an alarm on device `payload.source`; `resolve` → a recovery;
-//!   `acknowledge` is checked and answered but records nothing (yet).
+//!   `acknowledge` → the ledger's acknowledgement of the alert's current episode
+//!   (recorded by the HTTP layer, which knows the alert's state).
 //! - alert key: `dedup_key` (shortened with a hash past the ledger's 200 characters;
 //!   PagerDuty allows 255). A trigger without one gets a UUIDv7, returned in the answer
 //!   as PagerDuty does.

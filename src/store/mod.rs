@@ -133,11 +133,40 @@ macro_rules! engine_impl {
     };
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ConnectOptions {
     pub url: String,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+}
+
+// Written by hand so that a `{:?}` in a log line never prints the database password.
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("url", &redacted_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
+}
+
+/// The database URL with any password replaced by `***`, fit for logs and `Debug`.
+/// A URL that does not parse is hidden entirely rather than printed as it is.
+pub fn redacted_url(url: &str) -> String {
+    if url.starts_with("sqlite:") {
+        return url.to_string();
+    }
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                // Cannot fail: a URL with a password has a host.
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "<unparseable database url>".to_string(),
+    }
 }
 
 impl Db {
@@ -206,5 +235,41 @@ impl Db {
 
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_postgres_password_never_reaches_debug_output() {
+        let options = ConnectOptions {
+            url: "postgres://ledger:s3cret-pw@db.internal:5432/alerts".to_string(),
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(5),
+        };
+        let printed = format!("{options:?}");
+        assert!(!printed.contains("s3cret-pw"), "{printed}");
+        assert!(
+            printed.contains("postgres://ledger:***@db.internal:5432/alerts"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn urls_without_a_password_and_sqlite_paths_print_unchanged() {
+        assert_eq!(
+            redacted_url("postgres://postgres@127.0.0.1:5432/test"),
+            "postgres://postgres@127.0.0.1:5432/test"
+        );
+        assert_eq!(
+            redacted_url("sqlite://alert-ledger.db"),
+            "sqlite://alert-ledger.db"
+        );
+        assert_eq!(
+            redacted_url("not a url with pw"),
+            "<unparseable database url>"
+        );
     }
 }
