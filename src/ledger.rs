@@ -15,7 +15,9 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
 use rand::Rng;
 
-use crate::domain::{Device, DeviceCommand, DeviceServices, NewEvent};
+use crate::domain::commands::{decide_acknowledgement, same_acknowledgement, AckDecision};
+use crate::domain::fold::{fold, Acknowledged};
+use crate::domain::{Device, DeviceCommand, DeviceServices, Kind, NewEvent, RecordedEvent};
 use crate::projections::{AlertRow, Projector, ReadModels};
 use crate::store::event_store::DeviceStreams;
 use crate::store::{is_unavailable, Db, EventLog, StoreError, StoredEvent};
@@ -93,6 +95,38 @@ pub struct Ledger {
 enum Attempt {
     Done(Vec<(usize, Outcome, i64)>),
     Conflict,
+}
+
+/// Who acknowledges an alert, why, and (optionally) the id that makes a retry a duplicate.
+#[derive(Clone, Debug)]
+pub struct AckRequest {
+    pub by: String,
+    pub reason: Option<String>,
+    pub event_id: Option<String>,
+}
+
+/// What acknowledging an alert came to.
+#[derive(Debug)]
+pub enum Acknowledgement {
+    /// Recorded now, for this episode.
+    Recorded { result: ItemResult, episode: i64 },
+    /// This `event_id` was recorded before with the same content; `episode` is the one
+    /// it acknowledged (`None` if it acknowledged none, e.g. it lost a race).
+    Duplicate {
+        result: ItemResult,
+        episode: Option<i64>,
+    },
+    /// The current episode was acknowledged first by someone else: nothing recorded.
+    AlreadyAcknowledged {
+        episode: i64,
+        existing: Acknowledged,
+    },
+    /// This `event_id` is recorded with other content: nothing recorded.
+    IdTaken(ItemResult),
+    /// The alert has no events.
+    UnknownAlert,
+    /// The alert is resolved.
+    NotFiring,
 }
 
 impl Ledger {
@@ -192,32 +226,38 @@ impl Ledger {
                     }
                     return Ok(outcomes);
                 }
-                Attempt::Conflict => {
-                    if attempt == self.max_attempts {
-                        break;
-                    }
-                    self.counters
-                        .conflict_retries
-                        .fetch_add(1, Ordering::Relaxed);
-                    // Full jitter over an exponential ceiling (2, 4, … 128 ms) spreads the
-                    // contenders of a hot stream out instead of re-colliding them.
-                    let ceiling = 2u64.saturating_pow(attempt.min(7) as u32);
-                    let wait = rand::thread_rng().gen_range(1..=ceiling);
-                    tracing::debug!(
-                        device_id,
-                        attempt,
-                        wait_ms = wait,
-                        "stream version conflict"
-                    );
-                    tokio::time::sleep(Duration::from_millis(wait)).await;
-                }
+                Attempt::Conflict => self.back_off(device_id, attempt).await?,
             }
         }
+        Err(self.contended(device_id))
+    }
+
+    /// After a stream version conflict: wait before attempt `attempt + 1`, or give up
+    /// when that was the last one.
+    async fn back_off(&self, device_id: &str, attempt: usize) -> Result<(), LedgerError> {
+        if attempt >= self.max_attempts {
+            return Err(self.contended(device_id));
+        }
+        self.counters
+            .conflict_retries
+            .fetch_add(1, Ordering::Relaxed);
+        // Full jitter over an exponential ceiling (2, 4, … 128 ms) spreads the
+        // contenders of a hot stream out instead of re-colliding them.
+        let ceiling = 2u64.saturating_pow(attempt.min(7) as u32);
+        let wait = rand::thread_rng().gen_range(1..=ceiling);
+        tracing::debug!(
+            device_id,
+            attempt,
+            wait_ms = wait,
+            "stream version conflict"
+        );
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        Ok(())
+    }
+
+    fn contended(&self, device_id: &str) -> LedgerError {
         self.counters.contended.fetch_add(1, Ordering::Relaxed);
-        Err(LedgerError::Contended(
-            device_id.to_string(),
-            self.max_attempts,
-        ))
+        LedgerError::Contended(device_id.to_string(), self.max_attempts)
     }
 
     async fn try_record_device(
@@ -225,7 +265,7 @@ impl Ledger {
         device_id: &str,
         items: &[&NewEvent],
     ) -> Result<Attempt, LedgerError> {
-        let mut context = self.load(device_id).await?;
+        let context = self.load(device_id).await?;
         let ids: Vec<&str> = items.iter().map(|e| e.event_id.as_str()).collect();
         let existing: HashMap<String, StoredEvent> =
             with_pool!(&self.db, pool => pool.find_by_ids(device_id, &ids).await)?
@@ -264,6 +304,32 @@ impl Ledger {
             return Ok(Attempt::Done(outcomes));
         }
 
+        let Some(appended) = self.append(device_id, context, fresh).await? else {
+            return Ok(Attempt::Conflict);
+        };
+        let mut versions: HashMap<usize, i64> = HashMap::new();
+        for (position, version) in fresh_positions.iter().zip(appended) {
+            versions.insert(*position, version);
+            outcomes.push((*position, Outcome::Recorded, version));
+        }
+        for outcome in outcomes.iter_mut() {
+            if outcome.2 < 0 {
+                let first = (-outcome.2 - 1) as usize;
+                outcome.2 = versions.get(&first).copied().unwrap_or(0);
+            }
+        }
+        Ok(Attempt::Done(outcomes))
+    }
+
+    /// Hand fresh events to the device aggregate and commit them at the version
+    /// `context` was loaded at: their stream versions, or `None` when another writer
+    /// appended first.
+    async fn append(
+        &self,
+        device_id: &str,
+        mut context: cqrs_es::persist::EventStoreAggregateContext<Device>,
+        fresh: Vec<NewEvent>,
+    ) -> Result<Option<Vec<i64>>, LedgerError> {
         let sink = EventSink::default();
         context
             .aggregate()
@@ -279,23 +345,155 @@ impl Ledger {
             DeviceStreams::Sqlite(store) => store.commit(events, context, HashMap::new()).await,
             DeviceStreams::Postgres(store) => store.commit(events, context, HashMap::new()).await,
         };
-        let envelopes = match committed {
-            Ok(envelopes) => envelopes,
-            Err(error) => return classify_commit_error(error),
-        };
-        let mut versions: HashMap<usize, i64> = HashMap::new();
-        for (position, envelope) in fresh_positions.iter().zip(&envelopes) {
-            let version = envelope.sequence as i64;
-            versions.insert(*position, version);
-            outcomes.push((*position, Outcome::Recorded, version));
+        match committed {
+            Ok(envelopes) => Ok(Some(envelopes.iter().map(|e| e.sequence as i64).collect())),
+            Err(error) => match classify_commit_error(error)? {
+                Attempt::Conflict => Ok(None),
+                Attempt::Done(_) => Err(LedgerError::Internal(
+                    "a failed commit was classified as done".into(),
+                )),
+            },
         }
-        for outcome in outcomes.iter_mut() {
-            if outcome.2 < 0 {
-                let first = (-outcome.2 - 1) as usize;
-                outcome.2 = versions.get(&first).copied().unwrap_or(0);
+    }
+
+    /// Acknowledge the alert's current episode. The decision (firing? acknowledged
+    /// already? this id seen before?) is taken from the log at one stream version and
+    /// the acknowledgement is committed at that version, so of concurrent
+    /// acknowledgements exactly one is recorded, and an acknowledgement never lands
+    /// after a recovery that it did not see: a conflict re-decides from the new head.
+    pub async fn acknowledge(
+        &self,
+        device_id: &str,
+        alert_key: &str,
+        request: &AckRequest,
+    ) -> Result<Acknowledgement, LedgerError> {
+        let event_id = request
+            .event_id
+            .clone()
+            .unwrap_or_else(|| format!("ack-{}", uuid::Uuid::now_v7()));
+        for attempt in 1..=self.max_attempts {
+            match self
+                .try_acknowledge(device_id, alert_key, request, &event_id)
+                .await?
+            {
+                Some(acknowledgement) => {
+                    if let Acknowledgement::Recorded { .. } = acknowledgement {
+                        self.counters.recorded.fetch_add(1, Ordering::Relaxed);
+                        if let Err(error) = self.projector.catch_up(device_id).await {
+                            tracing::error!(device_id, %error, "projection update failed; it will catch up");
+                        }
+                    }
+                    return Ok(self.with_alert(acknowledgement).await);
+                }
+                None => self.back_off(device_id, attempt).await?,
             }
         }
-        Ok(Attempt::Done(outcomes))
+        Err(self.contended(device_id))
+    }
+
+    /// One decision at one stream version; `None` when another writer appended first.
+    async fn try_acknowledge(
+        &self,
+        device_id: &str,
+        alert_key: &str,
+        request: &AckRequest,
+        event_id: &str,
+    ) -> Result<Option<Acknowledgement>, LedgerError> {
+        let context = self.load(device_id).await?;
+        let head = context.aggregate.stream_version as i64;
+        let stored: Vec<RecordedEvent> = with_pool!(&self.db, pool => pool.alert_events_up_to(device_id, alert_key, head).await)?
+            .into_iter()
+            .map(|stored| stored.event)
+            .collect();
+        let config = self.projector.fold_config();
+        let mut event = NewEvent {
+            event_id: event_id.to_string(),
+            device_id: device_id.to_string(),
+            alert_key: alert_key.to_string(),
+            kind: Kind::Acknowledgement,
+            occurred_at: None,
+            severity: None,
+            summary: request.reason.clone(),
+            labels: Default::default(),
+            payload: None,
+            source: Some(request.by.clone()),
+            resolves: None,
+        };
+        let result = |outcome, stream_version| ItemResult {
+            event_id: event_id.to_string(),
+            device_id: device_id.to_string(),
+            alert_key: alert_key.to_string(),
+            outcome,
+            stream_version,
+            alert: None,
+        };
+        // A retry of a recorded acknowledgement is answered as what it was, whatever
+        // the alert has done since (it may have resolved, or fired again).
+        if let Some(previous) =
+            with_pool!(&self.db, pool => pool.find_by_ids(device_id, &[event_id]).await)?.pop()
+        {
+            if !same_acknowledgement(&event, &previous.event) {
+                return Ok(Some(Acknowledgement::IdTaken(result(
+                    Outcome::Conflict,
+                    previous.stream_version,
+                ))));
+            }
+            let episode = fold(&stored, config)
+                .episodes
+                .iter()
+                .find(|e| {
+                    e.acknowledged
+                        .as_ref()
+                        .is_some_and(|a| a.event_id == event_id)
+                })
+                .map(|e| e.number);
+            return Ok(Some(Acknowledgement::Duplicate {
+                result: result(Outcome::Duplicate, previous.stream_version),
+                episode,
+            }));
+        }
+        if stored.is_empty() {
+            return Ok(Some(Acknowledgement::UnknownAlert));
+        }
+        let (episode, occurred_at) =
+            match decide_acknowledgement(&fold(&stored, config), chrono::Utc::now()) {
+                AckDecision::Record {
+                    episode,
+                    occurred_at,
+                } => (episode, occurred_at),
+                AckDecision::AlreadyAcknowledged { episode, existing } => {
+                    return Ok(Some(Acknowledgement::AlreadyAcknowledged {
+                        episode,
+                        existing,
+                    }))
+                }
+                AckDecision::NotFiring => return Ok(Some(Acknowledgement::NotFiring)),
+            };
+        event.occurred_at = occurred_at;
+        match self.append(device_id, context, vec![event]).await? {
+            Some(versions) => Ok(Some(Acknowledgement::Recorded {
+                result: result(
+                    Outcome::Recorded,
+                    versions.first().copied().unwrap_or(head + 1),
+                ),
+                episode,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// Fill in the alert's state after an acknowledgement, for the answer.
+    async fn with_alert(&self, mut acknowledgement: Acknowledgement) -> Acknowledgement {
+        if let Acknowledgement::Recorded { result, .. }
+        | Acknowledgement::Duplicate { result, .. } = &mut acknowledgement
+        {
+            result.alert = with_pool!(&self.db, pool => pool.alert(&result.device_id, &result.alert_key).await)
+                .unwrap_or_else(|error| {
+                    tracing::error!(%error, "reading alert state failed");
+                    None
+                });
+        }
+        acknowledgement
     }
 
     async fn load(

@@ -73,10 +73,15 @@ async fn metric(app: &TestApp, series: &str) -> u64 {
 const AM_INVALID: &str = "alert_ledger_integration_invalid_total{integration=\"alertmanager\"}";
 const PD_INVALID: &str = "alert_ledger_integration_invalid_total{integration=\"pagerduty\"}";
 
-async fn all_events(app: &TestApp) -> Vec<Value> {
-    let answer = app.get("/v1/events?limit=1000").await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    answer.body["events"].as_array().expect("events").clone()
+/// How many events the log holds, counted in the database itself: the feed is no
+/// witness here, because on PostgreSQL it holds back events behind any transaction
+/// still open anywhere in the cluster (another test's, say), so "empty" could be a lie.
+async fn recorded_events(app: &TestApp) -> usize {
+    let count: i64 = alert_ledger::with_pool!(&app.state.db, pool => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(pool).await
+    })
+    .expect("count events");
+    usize::try_from(count).expect("a count")
 }
 
 async fn alertmanager_firing_resend_and_resolve(engine: Engine) {
@@ -211,7 +216,7 @@ async fn alertmanager_answers_per_alert_and_records_the_valid_ones(engine: Engin
                 {"field": "alerts[3]", "detail": "must be an alert object"}]}
         ]})
     );
-    assert_eq!(all_events(&app).await.len(), 1);
+    assert_eq!(recorded_events(&app).await, 1);
 
     // A NUL in an annotation is caught by the ledger's own rules, named in AM's terms.
     let mut nul = am_alert("firing", "web-3:9100", "0001-01-01T00:00:00Z");
@@ -224,7 +229,7 @@ async fn alertmanager_answers_per_alert_and_records_the_valid_ones(engine: Engin
             {"field": "alerts[0].annotations.summary", "detail": "must not contain NUL characters (\\u0000)"}
         ])
     );
-    assert_eq!(all_events(&app).await.len(), 1);
+    assert_eq!(recorded_events(&app).await, 1);
     assert_eq!(metric(&app, AM_INVALID).await, 4);
     assert_eq!(metric(&app, PD_INVALID).await, 0);
 }
@@ -286,7 +291,7 @@ async fn alertmanager_bad_notifications_record_nothing(engine: Engine) {
 
     let answer = app.post_to(&format!("{AM}?dry_run=1"), &firing()).await;
     assert_eq!(answer.status, 400);
-    assert!(all_events(&app).await.is_empty());
+    assert_eq!(recorded_events(&app).await, 0);
     // Four notifications refused for their content; the 415 and the 400 never got that far.
     assert_eq!(metric(&app, AM_INVALID).await, 4);
 }
@@ -304,7 +309,7 @@ async fn alertmanager_edge_cases(engine: Engine) {
     assert_eq!(answer.body["duplicates"], 1);
     assert_eq!(answer.body["alerts"][0]["result"], "duplicate");
     assert_eq!(answer.body["alerts"][0]["content_differs"], true);
-    assert_eq!(all_events(&app).await.len(), 1);
+    assert_eq!(recorded_events(&app).await, 1);
 
     // A label set too long for an alert key: shortened with a hash, the same each time.
     let mut long = am_alert("firing", "web-9:9100", "0001-01-01T00:00:00Z");
@@ -432,7 +437,7 @@ async fn pagerduty_trigger_then_resolve(engine: Engine) {
     );
     assert_eq!(trail[1]["kind"], "recovery");
     assert_eq!(trail[1]["occurred_at_given"], false);
-    assert_eq!(all_events(&app).await.len(), 2);
+    assert_eq!(recorded_events(&app).await, 2);
 }
 
 async fn pagerduty_resolve_before_trigger_reconciles(engine: Engine) {
@@ -563,7 +568,7 @@ async fn pagerduty_invalid_events_record_nothing(engine: Engine) {
         .await
         .expect("request");
     assert_eq!(not_json.status(), 400);
-    assert!(all_events(&app).await.is_empty());
+    assert_eq!(recorded_events(&app).await, 0);
     assert_eq!(metric(&app, PD_INVALID).await, 5);
     assert_eq!(metric(&app, AM_INVALID).await, 0);
 }
@@ -575,7 +580,7 @@ async fn pagerduty_acknowledge_and_generated_keys(engine: Engine) {
     let answer = app.post_to(PD, &pd("acknowledge", "db-1/disk", None)).await;
     assert_eq!(answer.status, 202);
     assert_eq!(answer.body, accepted("db-1/disk"));
-    assert!(all_events(&app).await.is_empty());
+    assert_eq!(recorded_events(&app).await, 0);
 
     let mut trigger = pd_trigger("x", "db-4", "2026-12-03T10:00:00Z");
     trigger.as_object_mut().expect("event").remove("dedup_key");

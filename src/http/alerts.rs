@@ -10,16 +10,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 use super::events::{conflict, json_body};
 use super::params::{decode_cursor, encode_cursor, limit, parse_query, path_name, path_segments};
 use super::AppState;
-use crate::domain::fold::{Acknowledged, Status};
-use crate::domain::{Kind, NewEvent};
 use crate::error::{ApiError, FieldError};
-use crate::ledger::{ItemResult, Outcome};
-use crate::notifications::outbox::Outbox;
+use crate::ledger::{AckRequest, Acknowledgement, Outcome};
 use crate::projections::ReadModels;
 use crate::submission::{validate_acknowledgement, AcknowledgementRequest};
 use crate::with_pool;
@@ -121,34 +117,36 @@ async fn acknowledge(
     let value = json_body(&headers, body)?;
     let request = validate_acknowledgement(&value).map_err(ApiError::InvalidEvent)?;
 
-    let (status, result, episode) =
-        match acknowledge_alert(&state, &device_id, &alert_key, &request).await? {
-            Acknowledgement::Recorded { result, episode } => {
-                let status = if result.outcome == Outcome::Duplicate {
-                    StatusCode::OK
-                } else {
-                    StatusCode::CREATED
-                };
-                (status, result, episode)
-            }
-            Acknowledgement::AlreadyAcknowledged { episode, existing } => {
-                // Record nothing; show who got there first.
-                return Ok((
-                    StatusCode::OK,
-                    Json(json!({
-                        "device_id": device_id,
-                        "alert_key": alert_key,
-                        "episode": episode,
-                        "event_id": existing.event_id,
-                        "acknowledged_by": existing.by,
-                        "acknowledged_at": existing.at,
-                        "reason": existing.reason,
-                        "already_acknowledged": true,
-                    })),
-                )
-                    .into_response());
-            }
-        };
+    let acknowledgement = acknowledge_alert(&state, &device_id, &alert_key, &request).await?;
+    let (status, result, episode) = match acknowledgement {
+        Acknowledgement::Recorded { result, episode } => {
+            (StatusCode::CREATED, result, Some(episode))
+        }
+        Acknowledgement::Duplicate { result, episode } => (StatusCode::OK, result, episode),
+        Acknowledgement::AlreadyAcknowledged { episode, existing } => {
+            // Record nothing; show who got there first.
+            return Ok((
+                StatusCode::OK,
+                Json(json!({
+                    "device_id": device_id,
+                    "alert_key": alert_key,
+                    "episode": episode,
+                    "event_id": existing.event_id,
+                    "acknowledged_by": existing.by,
+                    "acknowledged_at": existing.at,
+                    "reason": existing.reason,
+                    "already_acknowledged": true,
+                })),
+            )
+                .into_response());
+        }
+        // `acknowledge_alert` turns the rest into errors.
+        other => {
+            return Err(ApiError::Internal(format!(
+                "unexpected acknowledgement outcome {other:?}"
+            )))
+        }
+    };
     Ok((
         status,
         Json(json!({
@@ -167,77 +165,32 @@ async fn acknowledge(
         .into_response())
 }
 
-/// What acknowledging a firing alert came to.
-pub(super) enum Acknowledgement {
-    Recorded {
-        result: ItemResult,
-        episode: i64,
-    },
-    /// The current episode was acknowledged before (by another request): nothing recorded.
-    AlreadyAcknowledged {
-        episode: i64,
-        existing: Acknowledged,
-    },
-}
-
-/// Record an acknowledgement of the alert's current episode: 404 when the alert is
-/// unknown, 409 when it is not firing. Shared by the ack endpoint and PagerDuty's
-/// `acknowledge` action.
+/// Acknowledge the alert's current episode through the ledger: 404 when the alert is
+/// unknown, 409 when it is not firing (`alert-not-firing`) or the `event_id` is taken by
+/// other content. Shared by the ack endpoint and PagerDuty's `acknowledge` action.
 pub(super) async fn acknowledge_alert(
     state: &AppState,
     device_id: &str,
     alert_key: &str,
     request: &AcknowledgementRequest,
 ) -> Result<Acknowledgement, ApiError> {
-    let alert_state = with_pool!(&state.db, pool => pool.alert_state(device_id, alert_key).await)?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "no alert {alert_key} recorded for device {device_id}"
-            ))
-        })?;
-    let episode = match (&alert_state.status, &alert_state.current_episode) {
-        (Status::Firing, Some(episode)) => episode,
-        _ => {
-            return Err(ApiError::NotFiring(format!(
-                "alert {alert_key} of device {device_id} is not firing; there is nothing to acknowledge"
-            )))
-        }
+    let request = AckRequest {
+        by: request.by.clone(),
+        reason: request.reason.clone(),
+        event_id: request.event_id.clone(),
     };
-    if let Some(existing) = &episode.acknowledged {
-        if request.event_id.as_deref() != Some(existing.event_id.as_str()) {
-            return Ok(Acknowledgement::AlreadyAcknowledged {
-                episode: episode.number,
-                existing: existing.clone(),
-            });
-        }
-    }
-    let event = NewEvent {
-        event_id: request
-            .event_id
-            .clone()
-            .unwrap_or_else(|| format!("ack-{}", Uuid::now_v7())),
-        device_id: device_id.to_string(),
-        alert_key: alert_key.to_string(),
-        kind: Kind::Acknowledgement,
-        occurred_at: None,
-        severity: None,
-        summary: request.reason.clone(),
-        labels: Default::default(),
-        payload: None,
-        source: Some(request.by.clone()),
-        resolves: None,
-    };
-    let result = state
+    match state
         .ledger
-        .record(vec![event])
+        .acknowledge(device_id, alert_key, &request)
         .await?
-        .pop()
-        .ok_or_else(|| ApiError::Internal("no result for a recorded acknowledgement".into()))?;
-    if result.outcome == Outcome::Conflict {
-        return Err(conflict(&result));
+    {
+        Acknowledgement::UnknownAlert => Err(ApiError::NotFound(format!(
+            "no alert {alert_key} recorded for device {device_id}"
+        ))),
+        Acknowledgement::NotFiring => Err(ApiError::NotFiring(format!(
+            "alert {alert_key} of device {device_id} is not firing; there is nothing to acknowledge"
+        ))),
+        Acknowledgement::IdTaken(result) => Err(conflict(&result)),
+        other => Ok(other),
     }
-    Ok(Acknowledgement::Recorded {
-        result,
-        episode: episode.number,
-    })
 }

@@ -48,6 +48,13 @@ pub struct Projector {
     notifier: Option<Arc<Notifier>>,
 }
 
+impl Projector {
+    /// The ledger rules' settings this projector folds with.
+    pub fn fold_config(&self) -> &FoldConfig {
+        &self.fold
+    }
+}
+
 enum Outcome {
     UpToDate,
     Projected,

@@ -104,6 +104,14 @@ pub trait EventLog {
         event_ids: &[&str],
     ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
 
+    /// Every event of one alert up to and including stream version `up_to`.
+    fn alert_events_up_to(
+        &self,
+        device_id: &str,
+        alert_key: &str,
+        up_to: i64,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, StoreError>> + Send;
+
     /// A page of a device's audit trail in stream order, after `after_version`.
     fn trail(
         &self,
@@ -202,6 +210,26 @@ engine_impl! {
                 query = query.bind(*id);
             }
             Ok(query.fetch_all(self).await?.into_iter().map(Into::into).collect())
+        }
+
+        async fn alert_events_up_to(
+            &self,
+            device_id: &str,
+            alert_key: &str,
+            up_to: i64,
+        ) -> Result<Vec<StoredEvent>, StoreError> {
+            let rows = sqlx::query_as::<_, EventRow>(
+                "SELECT sequence, payload FROM events \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 AND alert_key = $3 AND sequence <= $4 \
+                 ORDER BY sequence",
+            )
+            .bind(DEVICE_STREAM)
+            .bind(device_id)
+            .bind(alert_key)
+            .bind(up_to)
+            .fetch_all(self)
+            .await?;
+            Ok(rows.into_iter().map(Into::into).collect())
         }
 
         async fn trail(
