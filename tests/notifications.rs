@@ -818,7 +818,161 @@ async fn two_servers_deliver_each_message_once(engine: Engine) {
     second.stop().await;
 }
 
+/// The breaker's case: the firing message's attempts time out on our side although the
+/// receiver (slow, not down) shows them; the alert then resolves, so the retry is
+/// suppressed. The chat shows an open alert, so it must get exactly one resolved message.
+async fn a_firing_message_that_timed_out_still_gets_its_resolved_message(engine: Engine) {
+    let receiver = Receiver::start(
+        0,
+        vec![
+            Reply::Slow(Duration::from_secs(3)),
+            Reply::Slow(Duration::from_secs(3)),
+        ],
+    )
+    .await;
+    let settings = Settings {
+        timeout: "1s",
+        ..QUICK
+    };
+    let Some(n) = spawn_notifying(engine, &receiver.url, &settings).await else {
+        return;
+    };
+    record(&n.app, event("slow-1", "a1", "alarm", Utc::now())).await;
+    eventually("the first attempt", Duration::from_secs(10), || async {
+        !receiver.messages("slow-1").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    record(&n.app, event("slow-1", "r1", "recovery", Utc::now())).await;
+    eventually("resolved#1", Duration::from_secs(20), || async {
+        receiver
+            .messages("slow-1")
+            .contains(&"resolved#1".to_string())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got: Vec<Got> = receiver
+        .got()
+        .into_iter()
+        .filter(|g| g.body["device_id"] == "slow-1")
+        .collect();
+    let labels: Vec<String> = got.iter().map(|g| label(&g.body)).collect();
+    let firing: Vec<&Got> = got
+        .iter()
+        .filter(|g| g.body["message"] == "firing")
+        .collect();
+    assert!(!firing.is_empty(), "{labels:?}");
+    assert!(
+        firing.iter().all(|g| g.key == firing[0].key),
+        "repeats carry one key"
+    );
+    assert_eq!(
+        labels.iter().filter(|l| *l == "resolved#1").count(),
+        1,
+        "{labels:?}"
+    );
+    assert_eq!(labels.last().map(String::as_str), Some("resolved#1"));
+    let log = delivery_log(&n.app, "slow-1").await;
+    let resolved = log
+        .iter()
+        .find(|m| m["message"] == "resolved")
+        .expect("a resolved row");
+    assert_eq!(resolved["status"], "delivered", "{log:?}");
+}
+
+/// The breaker's case: episode 1 (alarm a1, a minute ago) is announced; then late
+/// history arrives, an alarm two minutes ago and its recovery ninety seconds ago. The
+/// ledger renumbers: episode 1 is now that old, closed stretch and a1 opens episode 2,
+/// still firing. "resolved#1" would tell people the alert is over while it fires: it is
+/// suppressed, and episode 2 gets its own cycle (firing#2, then resolved#2 at the end).
+async fn late_history_that_renumbers_episodes_resolves_nothing_still_firing(engine: Engine) {
+    let receiver = Receiver::start(0, vec![]).await;
+    let Some(n) = spawn_notifying(engine, &receiver.url, &QUICK).await else {
+        return;
+    };
+    let now = Utc::now();
+    record(
+        &n.app,
+        event(
+            "renum-1",
+            "a1",
+            "alarm",
+            now - chrono::Duration::seconds(60),
+        ),
+    )
+    .await;
+    eventually("firing#1", Duration::from_secs(10), || async {
+        receiver.messages("renum-1") == vec!["firing#1".to_string()]
+    })
+    .await;
+    record(
+        &n.app,
+        event(
+            "renum-1",
+            "a0",
+            "alarm",
+            now - chrono::Duration::seconds(120),
+        ),
+    )
+    .await;
+    record(
+        &n.app,
+        event(
+            "renum-1",
+            "r0",
+            "recovery",
+            now - chrono::Duration::seconds(90),
+        ),
+    )
+    .await;
+    eventually("firing#2", Duration::from_secs(10), || async {
+        receiver
+            .messages("renum-1")
+            .contains(&"firing#2".to_string())
+    })
+    .await;
+    eventually("every message decided", Duration::from_secs(10), || async {
+        delivery_log(&n.app, "renum-1")
+            .await
+            .iter()
+            .all(|m| m["status"] != "pending" && m["status"] != "delivering")
+    })
+    .await;
+    assert_eq!(
+        receiver.messages("renum-1"),
+        vec!["firing#1".to_string(), "firing#2".to_string()]
+    );
+    let log = delivery_log(&n.app, "renum-1").await;
+    let resolved_1 = log
+        .iter()
+        .find(|m| m["message"] == "resolved" && m["episode_number"] == 1)
+        .expect("resolved#1 scheduled");
+    assert_eq!(resolved_1["status"], "suppressed");
+    assert_eq!(
+        resolved_1["reason"],
+        "late history renumbered the episodes: the stretch announced under this number did not close"
+    );
+
+    record(&n.app, event("renum-1", "r1", "recovery", Utc::now())).await;
+    eventually("resolved#2", Duration::from_secs(10), || async {
+        receiver
+            .messages("renum-1")
+            .contains(&"resolved#2".to_string())
+    })
+    .await;
+    assert_eq!(
+        receiver.messages("renum-1"),
+        vec![
+            "firing#1".to_string(),
+            "firing#2".to_string(),
+            "resolved#2".to_string()
+        ]
+    );
+}
+
 on_both_engines!(
+    a_firing_message_that_timed_out_still_gets_its_resolved_message,
+    late_history_that_renumbers_episodes_resolves_nothing_still_firing,
     the_242_ms_race_sends_nothing_within_group_wait,
     without_group_wait_the_race_sends_at_most_firing_then_resolved,
     reminders_repeat_until_the_recovery_then_one_resolved,

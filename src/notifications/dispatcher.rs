@@ -152,13 +152,21 @@ impl Dispatcher {
         };
         let state =
             with_pool!(&self.db, pool => pool.alert_state(&row.device_id, &row.alert_key).await)?;
-        let firing_message = match kind {
-            MessageKind::Resolved => {
-                with_pool!(&self.db, pool => pool.firing_status(&row.device_id, &row.alert_key, row.episode_number).await)?
-            }
-            _ => None,
+        let (firing, closed_episode) = match kind {
+            MessageKind::Resolved => (
+                with_pool!(&self.db, pool => pool.firing_announcement(&row.device_id, &row.alert_key, row.episode_number).await)?,
+                with_pool!(&self.db, pool => pool.episode_facts(&row.device_id, &row.alert_key, row.episode_number).await)?
+                    .map(|facts| (facts.opened_at, facts.closed_at)),
+            ),
+            _ => (None, None),
         };
-        match decide(kind, row.episode_number, state.as_ref(), firing_message) {
+        match decide(
+            kind,
+            row.episode_number,
+            state.as_ref(),
+            firing.as_ref(),
+            closed_episode,
+        ) {
             Decision::Suppress(reason) => {
                 tracing::info!(notification = %row.id, device_id = %row.device_id, alert_key = %row.alert_key,
                     episode = row.episode_number, message = %kind, reason, "notification suppressed");
@@ -415,9 +423,14 @@ impl Dispatcher {
             receiver: row.receiver.clone(),
             due_at: now + chrono::Duration::from_std(interval).unwrap_or_default(),
             created_at: now,
+            episode_opened_at: row.episode_opened_at,
         })
     }
 }
+
+/// How the error of an attempt that never connected begins (see
+/// [`super::outbox::attempt_may_have_reached`]).
+pub const NOT_CONNECTED: &str = "could not connect: ";
 
 async fn deliver(
     client: &reqwest::Client,
@@ -428,7 +441,15 @@ async fn deliver(
 ) -> Delivery {
     let response = match client.post(url).headers(headers).json(body).send().await {
         Ok(response) => response,
-        // `without_url`: the URL of a chat webhook is its secret.
+        // `without_url`: the URL of a chat webhook is its secret. A connection that was
+        // never made is marked: that attempt certainly showed nobody anything.
+        Err(error) if error.is_connect() => {
+            return Delivery::Retry(
+                None,
+                format!("{NOT_CONNECTED}{}", error.without_url()),
+                None,
+            )
+        }
         Err(error) => return Delivery::Retry(None, error.without_url().to_string(), None),
     };
     let status = response.status();

@@ -110,6 +110,7 @@ impl Notifier {
                     receiver: route.receiver.clone(),
                     due_at,
                     created_at: now,
+                    episode_opened_at: Some(current.opened_at),
                 })
             }
             (Transition::Closed { episode }, Found::FiringRoute(Some((route, receiver)))) => {
@@ -136,6 +137,7 @@ impl Notifier {
                     receiver,
                     due_at: now,
                     created_at: now,
+                    episode_opened_at: None,
                 })
             }
             _ => None,

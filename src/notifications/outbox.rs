@@ -28,6 +28,8 @@ pub struct NewMessage {
     pub receiver: String,
     pub due_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// For a firing message or reminder: when the announced episode opened.
+    pub episode_opened_at: Option<DateTime<Utc>>,
 }
 
 /// A claimed message, as the dispatcher needs it.
@@ -42,6 +44,34 @@ pub struct ClaimedRow {
     pub route: String,
     pub receiver: String,
     pub attempts: i64,
+    pub episode_opened_at: Option<DateTime<Utc>>,
+}
+
+/// What became of an episode's firing message, for deciding its resolved message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FiringAnnouncement {
+    pub status: DeliveryStatus,
+    /// When the announced episode opened (`None` on rows from before migration 0004).
+    pub episode_opened_at: Option<DateTime<Utc>>,
+    /// Some attempt may have reached the receiver although none was confirmed: it timed
+    /// out or lost its answer after the request was sent, or its server died mid-send.
+    pub maybe_seen: bool,
+}
+
+/// Could this attempt have put the message in front of people without our knowing?
+/// Only an HTTP answer (whatever its code) or a connection that was never made says no.
+pub fn attempt_may_have_reached(
+    outcome: &str,
+    status_code: Option<i64>,
+    error: Option<&str>,
+) -> bool {
+    match outcome {
+        "delivered" | "in_flight" | "abandoned" => true,
+        _ => {
+            status_code.is_none()
+                && !error.is_some_and(|e| e.starts_with(super::dispatcher::NOT_CONNECTED))
+        }
+    }
 }
 
 /// One row of the delivery log.
@@ -125,7 +155,7 @@ pub struct LogFilter {
 }
 
 const CLAIMED_COLUMNS: &str = "id, device_id, alert_key, episode_number, message, \
-    reminder_number, route, receiver, attempts";
+    reminder_number, route, receiver, attempts, episode_opened_at";
 const LOG_COLUMNS: &str = "id, device_id, alert_key, episode_number, message, reminder_number, \
     route, receiver, status, reason, created_at, due_at, \
     CASE WHEN status IN ('pending', 'delivering') THEN next_attempt_at END AS next_attempt_at, \
@@ -165,8 +195,8 @@ engine_impl! {
             let result = sqlx::query(
                 "INSERT INTO notifications (id, device_id, alert_key, episode_number, message, \
                    reminder_number, route, receiver, status, created_at, due_at, \
-                   next_attempt_at, attempts) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $10, 0) \
+                   next_attempt_at, attempts, episode_opened_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $10, 0, $11) \
                  ON CONFLICT (id) DO NOTHING",
             )
             .bind(&message.id)
@@ -180,6 +210,7 @@ engine_impl! {
             // Microseconds, as PostgreSQL keeps them: delivery-log cursors compare equal.
             .bind(message.created_at.trunc_subsecs(6))
             .bind(message.due_at.trunc_subsecs(6))
+            .bind(message.episode_opened_at)
             .execute(&mut **self)
             .await?;
             Ok(result.rows_affected() == 1)
@@ -231,12 +262,12 @@ pub trait Outbox {
         device_id: &str,
         alert_key: &str,
     ) -> impl Future<Output = Result<Option<AlertState>, StoreError>> + Send;
-    fn firing_status(
+    fn firing_announcement(
         &self,
         device_id: &str,
         alert_key: &str,
         episode: i64,
-    ) -> impl Future<Output = Result<Option<DeliveryStatus>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<FiringAnnouncement>, StoreError>> + Send;
     fn episode_facts(
         &self,
         device_id: &str,
@@ -316,9 +347,9 @@ engine_impl! {
             Ok(row.map(|Json(state)| state))
         }
 
-        async fn firing_status(&self, device_id: &str, alert_key: &str, episode: i64) -> Result<Option<DeliveryStatus>, StoreError> {
-            let status: Option<String> = sqlx::query_scalar(
-                "SELECT status FROM notifications \
+        async fn firing_announcement(&self, device_id: &str, alert_key: &str, episode: i64) -> Result<Option<FiringAnnouncement>, StoreError> {
+            let row: Option<(String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+                "SELECT id, status, episode_opened_at FROM notifications \
                  WHERE device_id = $1 AND alert_key = $2 AND episode_number = $3 \
                    AND message = 'firing'",
             )
@@ -327,7 +358,22 @@ engine_impl! {
             .bind(episode)
             .fetch_optional(self)
             .await?;
-            Ok(status.as_deref().and_then(DeliveryStatus::parse))
+            let Some((id, status, episode_opened_at)) = row else {
+                return Ok(None);
+            };
+            let Some(status) = DeliveryStatus::parse(&status) else {
+                return Ok(None);
+            };
+            let attempts: Vec<(String, Option<i64>, Option<String>)> = sqlx::query_as(
+                "SELECT outcome, status_code, error FROM notification_attempts WHERE notification_id = $1",
+            )
+            .bind(&id)
+            .fetch_all(self)
+            .await?;
+            let maybe_seen = attempts
+                .iter()
+                .any(|(outcome, code, error)| attempt_may_have_reached(outcome, *code, error.as_deref()));
+            Ok(Some(FiringAnnouncement { status, episode_opened_at, maybe_seen }))
         }
 
         async fn episode_facts(&self, device_id: &str, alert_key: &str, episode: i64) -> Result<Option<EpisodeFacts>, StoreError> {

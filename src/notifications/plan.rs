@@ -8,8 +8,11 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use super::outbox::FiringAnnouncement;
 
 use crate::domain::fold::{AlertState, Status};
 
@@ -122,12 +125,21 @@ pub enum Decision {
 }
 
 /// Decide from the alert's state *now* whether a due message goes out.
-/// `firing_message` is the status of the episode's firing message (for `Resolved`).
+///
+/// For `Resolved`: `firing` is what became of the episode's firing message, and
+/// `closed_episode` the span (opened, closed) of the episode carrying that number now.
+/// A resolved message goes out when the receiver was, or may have been, told about the
+/// stretch of firing that closed: the firing message was delivered, or some attempt of
+/// it may have reached the receiver unconfirmed (a chat showing an alert must also
+/// show its end); and the announced stretch lies inside the closed episode (late history
+/// can renumber episodes, and then "episode 1" may name a different stretch than the
+/// one announced).
 pub fn decide(
     kind: MessageKind,
     episode: i64,
     state: Option<&AlertState>,
-    firing_message: Option<DeliveryStatus>,
+    firing: Option<&FiringAnnouncement>,
+    closed_episode: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
 ) -> Decision {
     let current = state.and_then(|s| s.current_episode.as_ref().map(|e| (s.status, e)));
     match kind {
@@ -150,9 +162,23 @@ pub fn decide(
                     return Decision::Suppress("the episode is firing again");
                 }
             }
-            match firing_message {
-                Some(DeliveryStatus::Delivered) => Decision::Send,
-                Some(DeliveryStatus::Pending | DeliveryStatus::Delivering) => Decision::Defer,
+            let Some(firing) = firing else {
+                return Decision::Suppress("nobody was told this episode fired");
+            };
+            if let (Some(announced), Some((opened_at, closed_at))) =
+                (firing.episode_opened_at, closed_episode)
+            {
+                let inside = opened_at <= announced && closed_at.is_none_or(|c| announced <= c);
+                if !inside {
+                    return Decision::Suppress(
+                        "late history renumbered the episodes: the stretch announced under this number did not close",
+                    );
+                }
+            }
+            match firing.status {
+                DeliveryStatus::Delivered => Decision::Send,
+                DeliveryStatus::Pending | DeliveryStatus::Delivering => Decision::Defer,
+                _ if firing.maybe_seen => Decision::Send,
                 _ => Decision::Suppress("nobody was told this episode fired"),
             }
         }
@@ -243,17 +269,17 @@ mod tests {
         let resolved = state(Status::Resolved, Some(1), false);
         let later = state(Status::Firing, Some(2), false);
         let m = MessageKind::Firing;
-        assert_eq!(decide(m, 1, Some(&firing), None), Decision::Send);
+        assert_eq!(decide(m, 1, Some(&firing), None, None), Decision::Send);
         assert_eq!(
-            decide(m, 1, Some(&resolved), None),
+            decide(m, 1, Some(&resolved), None, None),
             Decision::Suppress("resolved before it was sent")
         );
         assert_eq!(
-            decide(m, 1, Some(&later), None),
+            decide(m, 1, Some(&later), None, None),
             Decision::Suppress("a later episode replaced this one")
         );
         assert_eq!(
-            decide(m, 1, None, None),
+            decide(m, 1, None, None, None),
             Decision::Suppress("resolved before it was sent")
         );
     }
@@ -262,44 +288,161 @@ mod tests {
     fn an_acknowledgement_stops_reminders_but_not_the_first_message() {
         let acknowledged = state(Status::Firing, Some(1), true);
         assert_eq!(
-            decide(MessageKind::Reminder, 1, Some(&acknowledged), None),
+            decide(MessageKind::Reminder, 1, Some(&acknowledged), None, None),
             Decision::Suppress("acknowledged")
         );
         assert_eq!(
-            decide(MessageKind::Firing, 1, Some(&acknowledged), None),
+            decide(MessageKind::Firing, 1, Some(&acknowledged), None, None),
             Decision::Send
         );
+    }
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 3, 21, minute, 0).unwrap()
+    }
+
+    fn announced(
+        status: DeliveryStatus,
+        opened_minute: Option<u32>,
+        maybe_seen: bool,
+    ) -> FiringAnnouncement {
+        FiringAnnouncement {
+            status,
+            episode_opened_at: opened_minute.map(at),
+            maybe_seen,
+        }
     }
 
     #[test]
     fn a_resolved_message_follows_only_a_delivered_firing_message() {
         let resolved = state(Status::Resolved, Some(1), false);
         let r = MessageKind::Resolved;
+        let span = Some((at(0), Some(at(10))));
+        let decide_with = |state: &AlertState, firing: Option<FiringAnnouncement>| {
+            decide(r, 1, Some(state), firing.as_ref(), span)
+        };
         assert_eq!(
-            decide(r, 1, Some(&resolved), Some(DeliveryStatus::Delivered)),
+            decide_with(
+                &resolved,
+                Some(announced(DeliveryStatus::Delivered, Some(0), false))
+            ),
             Decision::Send
         );
         assert_eq!(
-            decide(r, 1, Some(&resolved), Some(DeliveryStatus::Pending)),
+            decide_with(
+                &resolved,
+                Some(announced(DeliveryStatus::Pending, Some(0), false))
+            ),
             Decision::Defer
         );
         assert_eq!(
-            decide(r, 1, Some(&resolved), Some(DeliveryStatus::Delivering)),
+            decide_with(
+                &resolved,
+                Some(announced(DeliveryStatus::Delivering, Some(0), true))
+            ),
             Decision::Defer
         );
         for told_nobody in [
             None,
-            Some(DeliveryStatus::Suppressed),
-            Some(DeliveryStatus::Dead),
+            Some(announced(DeliveryStatus::Suppressed, Some(0), false)),
+            Some(announced(DeliveryStatus::Dead, Some(0), false)),
         ] {
             assert_eq!(
-                decide(r, 1, Some(&resolved), told_nobody),
+                decide_with(&resolved, told_nobody),
                 Decision::Suppress("nobody was told this episode fired")
             );
         }
         let refired = state(Status::Firing, Some(2), false);
         assert_eq!(
-            decide(r, 1, Some(&refired), Some(DeliveryStatus::Delivered)),
+            decide_with(
+                &refired,
+                Some(announced(DeliveryStatus::Delivered, Some(0), false))
+            ),
+            Decision::Send
+        );
+        // Rows from before the announced stretch was stored: the number alone decides.
+        assert_eq!(
+            decide_with(
+                &resolved,
+                Some(announced(DeliveryStatus::Delivered, None, false))
+            ),
+            Decision::Send
+        );
+    }
+
+    /// The breaker's case: the firing attempt timed out (the receiver showed it anyway),
+    /// then the episode closed and the retry was suppressed. The chat shows an alert:
+    /// it must also get its end.
+    #[test]
+    fn a_firing_message_that_may_have_been_seen_gets_its_resolved_message() {
+        let resolved = state(Status::Resolved, Some(1), false);
+        for status in [DeliveryStatus::Suppressed, DeliveryStatus::Dead] {
+            assert_eq!(
+                decide(
+                    MessageKind::Resolved,
+                    1,
+                    Some(&resolved),
+                    Some(&announced(status, Some(0), true)),
+                    Some((at(0), Some(at(1)))),
+                ),
+                Decision::Send
+            );
+        }
+    }
+
+    #[test]
+    fn attempts_that_got_an_answer_or_never_connected_reached_nobody_unseen() {
+        use super::super::dispatcher::NOT_CONNECTED;
+        use super::super::outbox::attempt_may_have_reached;
+        assert!(attempt_may_have_reached(
+            "retry",
+            None,
+            Some("operation timed out")
+        ));
+        assert!(attempt_may_have_reached("abandoned", None, None));
+        assert!(attempt_may_have_reached("in_flight", None, None));
+        assert!(!attempt_may_have_reached(
+            "retry",
+            Some(503),
+            Some("503: busy")
+        ));
+        assert!(!attempt_may_have_reached(
+            "failed",
+            Some(400),
+            Some("400: bad")
+        ));
+        let refused = format!("{NOT_CONNECTED}connection refused");
+        assert!(!attempt_may_have_reached("retry", None, Some(&refused)));
+    }
+
+    /// The breaker's case: episode 1 (alarm at :05) was announced; then a late alarm at
+    /// :01 and recovery at :02 arrived. Episode 1 is now [:01, :02], closed; the
+    /// announced alarm is episode 2 and still fires. No "resolved" for episode 1.
+    #[test]
+    fn a_renumbered_episode_does_not_resolve_the_stretch_that_still_fires() {
+        let now_firing = state(Status::Firing, Some(2), false);
+        assert_eq!(
+            decide(
+                MessageKind::Resolved,
+                1,
+                Some(&now_firing),
+                Some(&announced(DeliveryStatus::Delivered, Some(5), false)),
+                Some((at(1), Some(at(2)))),
+            ),
+            Decision::Suppress(
+                "late history renumbered the episodes: the stretch announced under this number did not close"
+            )
+        );
+        // An episode extended backwards by a late alarm still contains the announced one.
+        let resolved = state(Status::Resolved, Some(1), false);
+        assert_eq!(
+            decide(
+                MessageKind::Resolved,
+                1,
+                Some(&resolved),
+                Some(&announced(DeliveryStatus::Delivered, Some(5), false)),
+                Some((at(1), Some(at(9)))),
+            ),
             Decision::Send
         );
     }
