@@ -19,10 +19,13 @@
 //! - [`http`]: the REST API and its bearer-token authentication; [`error`]: its
 //!   problem+json errors.
 //! - [`server`]: opening the ledger and serving until shutdown; [`config`]: the
-//!   command line; [`cli`]: the `import` command.
+//!   command line; [`config_file`]: reading the TOML files `serve` is configured
+//!   with (size limit, UTF-8, parse errors that repeat no value); [`cli`]: the `import`
+//!   command.
 
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod domain;
 pub mod error;
 pub mod http;

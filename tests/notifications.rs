@@ -1081,15 +1081,12 @@ async fn a_server_killed_mid_delivery_loses_no_message(engine: Engine) {
 
 on_both_engines!(a_server_killed_mid_delivery_loses_no_message);
 
-/// A bad configuration file stops `serve` before it opens anything, naming the line and
-/// the reason, and without printing the secret URL.
-#[test]
-fn a_bad_config_file_is_refused_at_start_with_its_line() {
+/// Run `serve` with this notification file; it must refuse to start before opening
+/// the database. Returns its stderr.
+fn serve_refuses(config_bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("notify.toml");
-    let text = config_text("http://127.0.0.1:9/hook?token=very-secret", &QUICK)
-        .replace("group_wait = \"0s\"", "group_wait = \"soon\"");
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, config_bytes).unwrap();
     let database = dir.path().join("ledger.db");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_alert-ledger"))
         .args(["serve", "--listen", "127.0.0.1:0", "--notify-config"])
@@ -1098,15 +1095,86 @@ fn a_bad_config_file_is_refused_at_start_with_its_line() {
         .env("NO_COLOR", "1")
         .output()
         .expect("run alert-ledger");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("notify.toml: line 20: `soon` is not a duration"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("very-secret"), "{stderr}");
     assert!(
         !database.exists(),
         "nothing is opened before the file is checked"
+    );
+    stderr
+}
+
+/// A bad configuration file stops `serve` before it opens anything, naming the line and
+/// the reason, and without printing the secret URL.
+#[test]
+fn a_bad_config_file_is_refused_at_start_with_its_line() {
+    let text = config_text("http://127.0.0.1:9/hook?token=very-secret", &QUICK)
+        .replace("group_wait = \"0s\"", "group_wait = \"soon\"");
+    let stderr = serve_refuses(text.as_bytes());
+    assert!(
+        stderr.contains(
+            "notify.toml: line 20: group_wait is not a duration (write it like 250ms, 30s, 5m, 4h or 1d)\n"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("very-secret"), "{stderr}");
+}
+
+/// A header value written as a string instead of a table: serde would quote it.
+#[test]
+fn a_refused_config_file_does_not_echo_a_header_value() {
+    let text = config_text("http://127.0.0.1:9/hook?token=very-secret", &QUICK).replace(
+        "headers = { Authorization = \"Bearer receiver-secret\" }",
+        "headers = \"Bearer HDRSECRET\"",
+    );
+    let stderr = serve_refuses(text.as_bytes());
+    assert!(
+        stderr.contains("notify.toml: line 16: invalid type: a string, expected a map\n"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("HDRSECRET"), "{stderr}");
+    assert!(!stderr.contains("very-secret"), "{stderr}");
+}
+
+/// The breaker's huge durations panicked at send time; they are refused at start.
+#[test]
+fn a_config_file_with_a_huge_duration_is_refused_at_start() {
+    let settings = Settings {
+        repeat_interval: "300000000y",
+        ..QUICK
+    };
+    let stderr = serve_refuses(config_text("http://127.0.0.1:9/hook", &settings).as_bytes());
+    assert!(
+        stderr.contains("notify.toml: line 21: repeat_interval must be between 100ms and 365d\n"),
+        "{stderr}"
+    );
+}
+
+/// Over 1 MiB is refused without being read whole; bytes that are not UTF-8 are
+/// refused with the line they are on.
+#[test]
+fn an_oversized_or_non_utf8_config_file_is_refused_at_start() {
+    let mut big = config_text("http://127.0.0.1:9/hook", &QUICK).into_bytes();
+    big.resize(1024 * 1024 + 1, b'#');
+    let stderr = serve_refuses(&big);
+    assert!(
+        stderr.contains(
+            "notify.toml: the file is larger than 1048576 bytes (1 MiB), the most a configuration file may be\n"
+        ),
+        "{stderr}"
+    );
+
+    let latin1 = config_text("http://127.0.0.1:9/hook", &QUICK)
+        .replace("name = \"ops\"", "name = \"op\u{e9}s\"")
+        .replace('\u{e9}', "\u{1}");
+    let mut bytes = latin1.into_bytes();
+    let at = bytes.iter().position(|b| *b == 1).expect("the marker");
+    bytes[at] = 0xe9;
+    let stderr = serve_refuses(&bytes);
+    assert!(
+        stderr.contains(
+            "notify.toml: line 13: the file is not UTF-8 text; the first invalid byte is on this line\n"
+        ),
+        "{stderr}"
     );
 }

@@ -24,6 +24,7 @@ use subtle::ConstantTimeEq;
 use toml::Spanned;
 
 use super::AppState;
+use crate::config_file;
 use crate::error::ApiError;
 
 /// Configured tokens shorter than this are refused: a guessable token is no protection.
@@ -157,10 +158,13 @@ impl Auth {
         path: &Path,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, AuthConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| AuthConfigError {
+        let text = config_file::read(path).map_err(|error| AuthConfigError {
             path: path.to_path_buf(),
-            line: 1,
-            reason: format!("cannot read the token file: {error}"),
+            line: error.line().unwrap_or(1),
+            reason: match error.line() {
+                Some(_) => error.to_string(),
+                None => format!("cannot read the token file: {error}"),
+            },
         })?;
         Self::parse(path, &text, env)
     }
@@ -170,7 +174,7 @@ impl Auth {
         text: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, AuthConfigError> {
-        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let line_of = |offset: usize| config_file::line_at(text.as_bytes(), offset);
         let fail = |offset: usize, reason: String| AuthConfigError {
             path: path.to_path_buf(),
             line: line_of(offset),
@@ -178,7 +182,7 @@ impl Auth {
         };
         let file: FileConfig = toml::from_str(text).map_err(|error| {
             let offset = error.span().map(|span| span.start).unwrap_or(0);
-            fail(offset, error.message().trim().replace('\n', "; "))
+            fail(offset, config_file::reason(&error))
         })?;
         if file.tokens.is_empty() {
             return Err(fail(
@@ -402,7 +406,18 @@ scopes = ["read", "admin"]
         );
         assert_eq!(
             error("[[tokens]]\nname = \"a\"\ntoken = \"0123456789abcdef\"\nscopes = [\"write\"]\n"),
-            "tokens.toml:4: unknown variant `write`, expected one of `ingest`, `read`, `admin`"
+            "tokens.toml:4: unknown variant, expected one of `ingest`, `read`, `admin`"
+        );
+        // A token written where another value belongs is not repeated in the refusal.
+        assert_eq!(
+            error(
+                "[[tokens]]\nname = \"a\"\ntoken_env = \"A\"\nscopes = \"TOKSECRET-0123456789\"\n"
+            ),
+            "tokens.toml:4: invalid type: a string, expected a sequence"
+        );
+        assert_eq!(
+            error("[[tokens]]\nname = \"a\"\ntoken_env = \"A\"\nscopes = [\"TOKSECRET-0123456789\"]\n"),
+            "tokens.toml:4: unknown variant, expected one of `ingest`, `read`, `admin`"
         );
         assert_eq!(
             error("[[tokens]]\nname = \"a\"\ntoken_env = \"UNSET\"\nscopes = [\"read\"]\n"),

@@ -13,9 +13,12 @@ mod params;
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
 use axum::Router;
 use tower_http::trace::TraceLayer;
+use tracing::Span;
 
 use crate::domain::FoldConfig;
 use crate::error::ApiError;
@@ -59,8 +62,72 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_token,
         ))
-        // Outermost, so refused requests are traced too. Its spans record method, path
-        // and version, never headers: the Authorization header stays out of the logs.
-        .layer(TraceLayer::new_for_http())
+        // Outermost, so refused requests are traced too.
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// The span every request is traced in: method, path and version only. Not the headers
+/// (the `Authorization` header), and not the query string, which tower-http's default
+/// span records with the URI: a client that sends `?access_token=…` would otherwise
+/// have its token written into every log line of the request.
+fn request_span(request: &Request<Body>) -> Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        version = ?request.version(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_request_span_leaves_out_the_query_string() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .finish();
+        let request = Request::get("/v1/alerts?access_token=QUERYSECRET-0123456789&limit=5")
+            .header("authorization", "Bearer HEADERSECRET-0123456789")
+            .body(Body::empty())
+            .expect("a request");
+        tracing::subscriber::with_default(subscriber, || {
+            let _entered = request_span(&request).entered();
+            tracing::debug!("started processing request");
+        });
+        let output = String::from_utf8(captured.0.lock().expect("not poisoned").clone())
+            .expect("UTF-8 output");
+        assert_eq!(
+            output,
+            "DEBUG request{method=GET path=/v1/alerts version=HTTP/1.1}: started processing request\n"
+        );
+    }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config_file;
 use crate::domain::{RecordedEvent, Severity};
 
 /// A bad configuration file: where, and why.
@@ -117,31 +118,58 @@ pub struct NotifyConfig {
 
 impl NotifyConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Unreadable {
-            path: path.display().to_string(),
-            reason: error.to_string(),
+        let path_text = || path.display().to_string();
+        let text = config_file::read(path).map_err(|error| match error.line() {
+            Some(line) => ConfigError::Invalid {
+                path: path_text(),
+                line,
+                reason: error.to_string(),
+            },
+            None => ConfigError::Unreadable {
+                path: path_text(),
+                reason: error.to_string(),
+            },
         })?;
         Self::parse(&text).map_err(|(line, reason)| ConfigError::Invalid {
-            path: path.display().to_string(),
+            path: path_text(),
             line,
             reason,
         })
     }
 
-    /// Parse and check a configuration; an error carries its 1-based line.
+    /// Parse and check a configuration; an error carries its 1-based line. The reason
+    /// never repeats a URL or header value: serde's quotes are redacted, and our own
+    /// messages name only receivers, routes, variables and durations.
     pub fn parse(text: &str) -> Result<Self, (usize, String)> {
-        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let line_of = |offset: usize| config_file::line_at(text.as_bytes(), offset);
         let file: File = toml::from_str(text).map_err(|error| {
             let line = error.span().map(|span| line_of(span.start)).unwrap_or(1);
-            (line, error.message().to_string())
+            (line, config_file::reason(&error))
         })?;
-        let duration = |value: &Spanned<String>| {
-            humantime::parse_duration(value.get_ref()).map_err(|error| {
+        // Every duration is bounded at load: an unbounded one overflows the clock
+        // arithmetic at send time (a panic, or a wrap to zero and a reminder storm).
+        let duration = |field: &str, value: &Spanned<String>, bounds: &Bounds| {
+            let line = line_of(value.span().start);
+            // The value is not repeated: it may be a secret pasted into the wrong line.
+            let parsed = humantime::parse_duration(value.get_ref()).map_err(|_| {
                 (
-                    line_of(value.span().start),
-                    format!("`{}` is not a duration ({error})", value.get_ref()),
+                    line,
+                    format!("{field} is not a duration (write it like 250ms, 30s, 5m, 4h or 1d)"),
                 )
-            })
+            })?;
+            bounds.check(field, parsed).map_err(|reason| (line, reason))
+        };
+        let optional = |field: &str, value: &Option<Spanned<String>>, bounds: &Bounds| match value {
+            Some(value) => duration(field, value, bounds),
+            None => Ok(bounds.default),
+        };
+        // The line of the first of these settings the file gives, for a refusal about
+        // how two of them relate.
+        let line_of_first = |values: &[&Option<Spanned<String>>]| {
+            values
+                .iter()
+                .find_map(|value| value.as_ref().map(|v| line_of(v.span().start)))
+                .unwrap_or(1)
         };
 
         let mut receivers = Vec::new();
@@ -154,6 +182,14 @@ impl NotifyConfig {
             }
             let url = match (&receiver.url, &receiver.url_env) {
                 (Some(url), None) => url.clone(),
+                // Only a variable name is repeated in a refusal; anything else (a URL
+                // pasted here) is refused without being shown.
+                (None, Some(var)) if !is_variable_name(var) => {
+                    return Err((
+                        line,
+                        format!("receiver `{name}`: url_env is not an environment variable name"),
+                    ))
+                }
                 (None, Some(var)) => Secret(std::env::var(var).map_err(|_| {
                     (
                         line,
@@ -228,29 +264,16 @@ impl NotifyConfig {
             if !names.contains(route.receiver.get_ref()) {
                 return Err((
                     line,
+                    // Not repeated: a receiver's URL pasted here is a plausible mistake.
                     format!(
-                        "route `{name}`: no receiver named `{}`",
-                        route.receiver.get_ref()
+                        "route `{name}`: its receiver is not the name of a [[receivers]] entry"
                     ),
                 ));
             }
-            let group_wait = match &route.group_wait {
-                Some(value) => duration(value)?,
-                None => Duration::from_secs(30),
-            };
+            let group_wait = optional("group_wait", &route.group_wait, &GROUP_WAIT)?;
             let repeat_interval = match &route.repeat_interval {
                 Some(value) if value.get_ref() == "never" => None,
-                Some(value) => {
-                    let interval = duration(value)?;
-                    if interval < Duration::from_millis(100) {
-                        return Err((
-                            line_of(value.span().start),
-                            "repeat_interval must be at least 100ms (or \"never\")".to_string(),
-                        ));
-                    }
-                    Some(interval)
-                }
-                None => Some(Duration::from_secs(4 * 3600)),
+                value => Some(optional("repeat_interval", value, &REPEAT_INTERVAL)?),
             };
             routes.push(Route {
                 name,
@@ -262,30 +285,39 @@ impl NotifyConfig {
             });
         }
 
-        let delivery_file = file.delivery.unwrap_or_default();
-        let get = |value: &Option<Spanned<String>>, default: Duration| match value {
-            Some(value) => duration(value),
-            None => Ok(default),
+        let d = file.delivery.unwrap_or_default();
+        let max_attempts = match &d.max_attempts {
+            Some(value) if *value.get_ref() == 0 => {
+                return Err((
+                    line_of(value.span().start),
+                    "max_attempts must be at least 1".to_string(),
+                ))
+            }
+            Some(value) => *value.get_ref(),
+            None => 10,
         };
         let delivery = Delivery {
-            max_attempts: delivery_file.max_attempts.unwrap_or(10),
-            initial_backoff: get(&delivery_file.initial_backoff, Duration::from_secs(1))?,
-            max_backoff: get(&delivery_file.max_backoff, Duration::from_secs(300))?,
-            timeout: get(&delivery_file.timeout, Duration::from_secs(10))?,
-            poll_interval: get(&delivery_file.poll_interval, Duration::from_millis(500))?,
-            lease: get(&delivery_file.lease, Duration::from_secs(60))?,
+            max_attempts,
+            initial_backoff: optional("initial_backoff", &d.initial_backoff, &INITIAL_BACKOFF)?,
+            max_backoff: optional("max_backoff", &d.max_backoff, &MAX_BACKOFF)?,
+            timeout: optional("timeout", &d.timeout, &TIMEOUT)?,
+            poll_interval: optional("poll_interval", &d.poll_interval, &POLL_INTERVAL)?,
+            lease: optional("lease", &d.lease, &LEASE)?,
         };
-        if delivery.max_attempts == 0 {
-            return Err((1, "delivery.max_attempts must be at least 1".to_string()));
+        if delivery.initial_backoff > delivery.max_backoff {
+            return Err((
+                line_of_first(&[&d.initial_backoff, &d.max_backoff]),
+                "initial_backoff must not be longer than max_backoff".to_string(),
+            ));
         }
         if delivery.lease <= delivery.timeout {
             return Err((
-                1,
-                "delivery.lease must be longer than delivery.timeout".to_string(),
+                line_of_first(&[&d.lease, &d.timeout]),
+                "lease must be longer than timeout".to_string(),
             ));
         }
         Ok(NotifyConfig {
-            history_cutoff: get(&file.history_cutoff, Duration::from_secs(3600))?,
+            history_cutoff: optional("history_cutoff", &file.history_cutoff, &HISTORY_CUTOFF)?,
             delivery,
             receivers,
             routes,
@@ -332,6 +364,13 @@ impl Matcher {
     }
 }
 
+/// What `url_env` may hold: letters, digits and `_`, not starting with a digit.
+fn is_variable_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// `*` matches any run of characters (also none), `?` exactly one; nothing else is special.
 pub fn glob(pattern: &str, text: &str) -> bool {
     let pattern: Vec<char> = pattern.chars().collect();
@@ -361,6 +400,98 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     pattern[p..].iter().all(|c| *c == '*')
 }
 
+// ---- bounds ------------------------------------------------------------------------
+
+/// The range a duration setting accepts, and its default. Documented in
+/// docs/notifications.md ("Durations"); keep the two in step.
+struct Bounds {
+    min: Duration,
+    max: Duration,
+    default: Duration,
+}
+
+const fn secs(seconds: u64) -> Duration {
+    Duration::from_secs(seconds)
+}
+
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+
+const HISTORY_CUTOFF: Bounds = Bounds {
+    min: secs(1),
+    max: secs(365 * DAY),
+    default: secs(HOUR),
+};
+const GROUP_WAIT: Bounds = Bounds {
+    min: Duration::ZERO,
+    max: secs(DAY),
+    default: secs(30),
+};
+/// At least 100 ms so a typo cannot make a reminder storm; "never" turns reminders off.
+const REPEAT_INTERVAL: Bounds = Bounds {
+    min: Duration::from_millis(100),
+    max: secs(365 * DAY),
+    default: secs(4 * HOUR),
+};
+const INITIAL_BACKOFF: Bounds = Bounds {
+    min: Duration::from_millis(10),
+    max: secs(DAY),
+    default: secs(1),
+};
+const MAX_BACKOFF: Bounds = Bounds {
+    min: Duration::from_millis(10),
+    max: secs(DAY),
+    default: secs(300),
+};
+/// Zero would fail every attempt at once; more than minutes holds a claim for nothing.
+const TIMEOUT: Bounds = Bounds {
+    min: Duration::from_millis(100),
+    max: secs(300),
+    default: secs(10),
+};
+/// Zero is a busy loop.
+const POLL_INTERVAL: Bounds = Bounds {
+    min: Duration::from_millis(10),
+    max: secs(HOUR),
+    default: Duration::from_millis(500),
+};
+/// A crashed server's claims are retried after the lease; more than an hour delays
+/// those messages too long, and it must outlast `timeout` (checked separately).
+const LEASE: Bounds = Bounds {
+    min: secs(1),
+    max: secs(HOUR),
+    default: secs(60),
+};
+
+impl Bounds {
+    fn check(&self, field: &str, value: Duration) -> Result<Duration, String> {
+        if value < self.min || value > self.max {
+            return Err(format!(
+                "{field} must be between {} and {}",
+                short(self.min),
+                short(self.max)
+            ));
+        }
+        Ok(value)
+    }
+}
+
+/// A bound as it would be written in the file: `0s`, `100ms`, `5m`, `24h`, `365d`.
+fn short(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if duration.subsec_nanos() != 0 {
+        format!("{}ms", duration.as_millis())
+    } else if seconds != 0 && seconds.is_multiple_of(DAY) && seconds > DAY {
+        format!("{}d", seconds / DAY)
+    } else if seconds != 0 && seconds.is_multiple_of(HOUR) {
+        format!("{}h", seconds / HOUR)
+    } else if seconds != 0 && seconds.is_multiple_of(60) {
+        format!("{}m", seconds / 60)
+    } else {
+        format!("{seconds}s")
+    }
+}
+
 // ---- the file as written ---------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -378,7 +509,7 @@ struct File {
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DeliveryFile {
-    max_attempts: Option<u32>,
+    max_attempts: Option<Spanned<u32>>,
     initial_backoff: Option<Spanned<String>>,
     max_backoff: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
@@ -509,22 +640,23 @@ send_resolved = false
             (
                 GOOD.replace("kind = \"feishu\"", "kind = \"pager\""),
                 16,
-                "unknown variant `pager`",
+                "unknown variant, expected one of `webhook`, `slack`, `feishu`",
             ),
             (
                 GOOD.replace("receiver = \"chat\"", "receiver = \"nobody\""),
                 21,
-                "no receiver named `nobody`",
+                "route `rooms`: its receiver is not the name of a [[receivers]] entry",
             ),
             (
                 GOOD.replace("group_wait = \"1s\"", "group_wait = \"soon\""),
                 23,
-                "`soon` is not a duration",
+                "group_wait is not a duration (write it like 250ms, 30s, 5m, 4h or 1d)",
             ),
             (
                 GOOD.replace("max_attempts = 3", "max_attemps = 3"),
                 5,
-                "unknown field `max_attemps`",
+                "unknown field `max_attemps`, expected one of `max_attempts`, `initial_backoff`, \
+                 `max_backoff`, `timeout`, `poll_interval`, `lease`",
             ),
             (
                 GOOD.replace(
@@ -540,12 +672,12 @@ send_resolved = false
                     "url = \"ftp://x\"",
                 ),
                 9,
-                "not an absolute http(s) URL",
+                "receiver `ops`: url is not an absolute http(s) URL",
             ),
             (
                 GOOD.replace("name = \"chat\"", "name = \"ops\""),
                 15,
-                "`ops` is empty or repeated",
+                "receiver name `ops` is empty or repeated",
             ),
             (
                 GOOD.replace(
@@ -553,15 +685,188 @@ send_resolved = false
                     "severity = [\"high\"]",
                 ),
                 22,
-                "unknown variant `high`",
+                "unknown variant, expected one of `critical`, `major`, `minor`, `warning`, `info`",
             ),
         ];
         for (text, line, reason) in cases {
-            let (got_line, got_reason) = NotifyConfig::parse(&text).expect_err(reason);
-            assert_eq!(got_line, line, "{got_reason}");
-            assert!(got_reason.contains(reason), "{got_reason}");
-            assert!(!got_reason.contains("s3cret"), "{got_reason}");
+            assert_refused(&text, line, reason);
         }
+    }
+
+    /// `text` is refused on `line` for exactly `reason`, which repeats no secret.
+    fn assert_refused(text: &str, line: usize, reason: &str) {
+        let (got_line, got_reason) = NotifyConfig::parse(text).expect_err(reason);
+        assert_eq!((got_line, got_reason.as_str()), (line, reason));
+        for secret in ["s3cret", "SECRET"] {
+            assert!(!got_reason.contains(secret), "{got_reason}");
+        }
+    }
+
+    /// A URL, a token or a header value written where another type belongs is refused
+    /// without being repeated (serde quotes the values it rejects).
+    #[test]
+    fn refusals_never_repeat_a_value_from_the_file() {
+        let headers = "headers = { Authorization = \"Bearer s3cret\" }";
+        let url = "url = \"http://127.0.0.1:9/hook?token=s3cret\"";
+        let cases = [
+            (
+                GOOD.replace(headers, "headers = \"Bearer HDRSECRET\""),
+                12,
+                "invalid type: a string, expected a map",
+            ),
+            (
+                GOOD.replace(
+                    headers,
+                    "headers = { Authorization = [\"Bearer HDRSECRET\"] }",
+                ),
+                12,
+                "invalid type: sequence, expected a string",
+            ),
+            (
+                GOOD.replace(
+                    "send_resolved = false",
+                    "send_resolved = \"https://hooks.example/URLSECRET\"",
+                ),
+                28,
+                "invalid type: a string, expected a boolean",
+            ),
+            (
+                GOOD.replace(
+                    "kind = \"webhook\"",
+                    "kind = \"https://hooks.example/URLSECRET\"",
+                ),
+                10,
+                "unknown variant, expected one of `webhook`, `slack`, `feishu`",
+            ),
+            (
+                GOOD.replace(url, "url_env = \"https://hooks.example/?token=TOKSECRET\""),
+                9,
+                "receiver `ops`: url_env is not an environment variable name",
+            ),
+            (
+                GOOD.replace("max_attempts = 3", "max_attempts = \"TOKSECRET\""),
+                5,
+                "invalid type: a string, expected u32",
+            ),
+            (
+                GOOD.replace("group_wait = \"1s\"", "group_wait = \"5TOKSECRET\""),
+                23,
+                "group_wait is not a duration (write it like 250ms, 30s, 5m, 4h or 1d)",
+            ),
+            (
+                GOOD.replace(
+                    "receiver = \"chat\"",
+                    "receiver = \"https://hooks.example/URLSECRET\"",
+                ),
+                21,
+                "route `rooms`: its receiver is not the name of a [[receivers]] entry",
+            ),
+        ];
+        for (text, line, reason) in cases {
+            assert_refused(&text, line, reason);
+        }
+    }
+
+    /// Every duration is bounded, so none overflows the clock arithmetic at send time.
+    #[test]
+    fn durations_out_of_bounds_are_refused_with_line_and_bound() {
+        let delivery = "[delivery]\nmax_attempts = 3\ninitial_backoff = \"100ms\"\n";
+        let with_delivery = |lines: &str| GOOD.replace(delivery, &format!("[delivery]\n{lines}\n"));
+        let cases = [
+            (
+                GOOD.replace("history_cutoff = \"2h\"", "history_cutoff = \"1000000y\""),
+                2,
+                "history_cutoff must be between 1s and 365d",
+            ),
+            (
+                GOOD.replace("group_wait = \"1s\"", "group_wait = \"1000000y\""),
+                23,
+                "group_wait must be between 0s and 24h",
+            ),
+            (
+                GOOD.replace(
+                    "repeat_interval = \"never\"",
+                    "repeat_interval = \"300000000y\"",
+                ),
+                24,
+                "repeat_interval must be between 100ms and 365d",
+            ),
+            (
+                GOOD.replace(
+                    "repeat_interval = \"never\"",
+                    "repeat_interval = \"1000000y\"",
+                ),
+                24,
+                "repeat_interval must be between 100ms and 365d",
+            ),
+            (
+                GOOD.replace("repeat_interval = \"never\"", "repeat_interval = \"0s\""),
+                24,
+                "repeat_interval must be between 100ms and 365d",
+            ),
+            (
+                with_delivery("lease = \"1000000y\""),
+                5,
+                "lease must be between 1s and 1h",
+            ),
+            (
+                with_delivery("poll_interval = \"0s\""),
+                5,
+                "poll_interval must be between 10ms and 1h",
+            ),
+            (
+                with_delivery("timeout = \"0s\""),
+                5,
+                "timeout must be between 100ms and 5m",
+            ),
+            (
+                with_delivery("max_backoff = \"2d\""),
+                5,
+                "max_backoff must be between 10ms and 24h",
+            ),
+            (
+                with_delivery("initial_backoff = \"10m\"\nmax_backoff = \"1s\""),
+                5,
+                "initial_backoff must not be longer than max_backoff",
+            ),
+            (
+                with_delivery("max_backoff = \"500ms\""),
+                5,
+                "initial_backoff must not be longer than max_backoff",
+            ),
+            (
+                with_delivery("timeout = \"2m\""),
+                5,
+                "lease must be longer than timeout",
+            ),
+            (
+                with_delivery("max_attempts = 0"),
+                5,
+                "max_attempts must be at least 1",
+            ),
+        ];
+        for (text, line, reason) in cases {
+            assert_refused(&text, line, reason);
+        }
+        // The bounds themselves are accepted.
+        let edges = with_delivery(
+            "initial_backoff = \"24h\"\nmax_backoff = \"24h\"\ntimeout = \"5m\"\n\
+             poll_interval = \"10ms\"\nlease = \"1h\"",
+        )
+        .replace("history_cutoff = \"2h\"", "history_cutoff = \"365d\"")
+        .replace("group_wait = \"1s\"", "group_wait = \"24h\"")
+        .replace("repeat_interval = \"never\"", "repeat_interval = \"100ms\"");
+        let config = NotifyConfig::parse(&edges).expect("bounds are inclusive");
+        assert_eq!(config.history_cutoff, Duration::from_secs(365 * 86400));
+        assert_eq!(config.routes[0].group_wait, Duration::from_secs(86400));
+        assert_eq!(
+            config.routes[0].repeat_interval,
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(config.delivery.initial_backoff, Duration::from_secs(86400));
+        assert_eq!(config.delivery.timeout, Duration::from_secs(300));
+        assert_eq!(config.delivery.poll_interval, Duration::from_millis(10));
+        assert_eq!(config.delivery.lease, Duration::from_secs(3600));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use super::config::{NotifyConfig, ReceiverKind};
+use super::later;
 use super::outbox::{Attempt, ClaimedRow, Finish, NewMessage, Outbox};
 use super::plan::{decide, idempotency_key, Decision, DeliveryStatus, MessageKind};
 use super::render::{body, MessageView};
@@ -95,10 +96,17 @@ impl Dispatcher {
             if *stop.borrow() {
                 break;
             }
-            match self.round().await {
-                Ok(claimed) if claimed > 0 => continue,
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "notification round failed; retrying"),
+            // Each round runs as its own task: a panic in one (a bug) is logged and the
+            // next poll tries again, instead of ending this loop, and with it every
+            // delivery of this server, without a word.
+            let this = self.clone();
+            match tokio::spawn(async move { this.round().await }).await {
+                Ok(Ok(claimed)) if claimed > 0 => continue,
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "notification round failed; retrying"),
+                Err(error) => {
+                    tracing::error!(%error, "notification round panicked; retrying at the next poll")
+                }
             }
             let wait = self.idle_wait().await;
             tokio::select! {
@@ -123,8 +131,7 @@ impl Dispatcher {
     /// Claim what is due and deliver it; returns how many messages were claimed.
     pub async fn round(&self) -> Result<usize, StoreError> {
         let now = now();
-        let lease_until =
-            now + chrono::Duration::from_std(self.config.delivery.lease).unwrap_or_default();
+        let lease_until = later(now, self.config.delivery.lease);
         let token = Uuid::now_v7().to_string();
         let claimed = with_pool!(&self.db, pool => pool.claim_due(now, lease_until, &token, CLAIM_BATCH).await)?;
         let count = claimed.len();
@@ -140,7 +147,12 @@ impl Dispatcher {
                 }
             });
         }
-        while deliveries.join_next().await.is_some() {}
+        while let Some(joined) = deliveries.join_next().await {
+            if let Err(error) = joined {
+                // Its claim stays until the lease runs out; then it is delivered again.
+                tracing::error!(%error, "a notification delivery panicked");
+            }
+        }
         Ok(count)
     }
 
@@ -174,9 +186,7 @@ impl Dispatcher {
                     .await
             }
             Decision::Defer => {
-                let next = now()
-                    + chrono::Duration::from_std(self.config.delivery.initial_backoff)
-                        .unwrap_or_default();
+                let next = later(now(), self.config.delivery.initial_backoff);
                 let finish = Finish {
                     status: DeliveryStatus::Pending,
                     reason: Some("waiting for the episode's firing message".into()),
@@ -353,9 +363,7 @@ impl Dispatcher {
                 Finish {
                     status: DeliveryStatus::Pending,
                     reason: None,
-                    next_attempt_at: Some(
-                        now + chrono::Duration::from_std(wait).unwrap_or_default(),
-                    ),
+                    next_attempt_at: Some(later(now, wait)),
                     attempt: Some(Attempt {
                         number: attempt,
                         outcome: "retry",
@@ -421,7 +429,7 @@ impl Dispatcher {
             reminder,
             route: row.route.clone(),
             receiver: row.receiver.clone(),
-            due_at: now + chrono::Duration::from_std(interval).unwrap_or_default(),
+            due_at: later(now, interval),
             created_at: now,
             episode_opened_at: row.episode_opened_at,
         })

@@ -22,6 +22,7 @@ pub mod plan;
 pub mod render;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
@@ -84,14 +85,12 @@ impl Notifier {
                     alarm,
                 },
             ) => {
-                let cutoff = chrono::Duration::from_std(self.config.history_cutoff).ok()?;
                 // History: an episode that opened long ago pages nobody now.
-                if current.opened_at < now - cutoff {
+                if current.opened_at < earlier(now, self.config.history_cutoff) {
                     return None;
                 }
                 let route = self.config.route_for(device_id, alarm?);
-                let due_at = current.opening_recorded_at
-                    + chrono::Duration::from_std(route.group_wait).ok()?;
+                let due_at = later(current.opening_recorded_at, route.group_wait);
                 Some(NewMessage {
                     id: idempotency_key(
                         device_id,
@@ -153,5 +152,62 @@ impl Notifier {
                 .map(|e| Lookup::OpeningAlarm(e.opened_by.clone())),
             Transition::Closed { episode } => Some(Lookup::FiringRoute(episode)),
         }
+    }
+}
+
+/// The latest time a message is scheduled for: four-digit years, which both engines
+/// store and `stored_time` formats.
+fn latest() -> DateTime<Utc> {
+    DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `at + wait`, saturating at [`latest`]. The configuration bounds every duration, but
+/// this runs inside the projection transaction and the dispatcher, where chrono's `+`
+/// would panic on overflow and `from_std(..).unwrap_or_default()` would turn a huge
+/// wait into none at all.
+pub fn later(at: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(wait)
+        .ok()
+        .and_then(|wait| at.checked_add_signed(wait))
+        .map_or_else(latest, |due| due.min(latest()))
+}
+
+/// `at - wait`, saturating at the earliest representable time (before which nothing
+/// happened, so "older than the cutoff" is then false for everything).
+pub fn earlier(at: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(wait)
+        .ok()
+        .and_then(|wait| at.checked_sub_signed(wait))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn clock_arithmetic_saturates_instead_of_panicking_or_wrapping() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 3, 21, 5, 0).unwrap();
+        assert_eq!(
+            later(at, Duration::from_secs(90)),
+            Utc.with_ymd_and_hms(2026, 12, 3, 21, 6, 30).unwrap()
+        );
+        let end = Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap();
+        // 1000000y and 300000000y from the breaker's files; u64::MAX seconds too.
+        for huge in [1_000_000u64, 300_000_000].map(|years| years * 31_557_600) {
+            assert_eq!(later(at, Duration::from_secs(huge)), end);
+        }
+        assert_eq!(later(at, Duration::MAX), end);
+        assert_eq!(
+            earlier(at, Duration::from_secs(3600)),
+            Utc.with_ymd_and_hms(2026, 12, 3, 20, 5, 0).unwrap()
+        );
+        assert_eq!(
+            earlier(at, Duration::from_secs(1_000_000 * 31_557_600)),
+            DateTime::<Utc>::MIN_UTC
+        );
+        assert_eq!(earlier(at, Duration::MAX), DateTime::<Utc>::MIN_UTC);
     }
 }

@@ -1,8 +1,9 @@
 //! Message bodies for each receiver kind. Every body carries the idempotency key (the
 //! `Idempotency-Key` header carries it too), so a receiver can drop a repeat delivery.
 //!
-//! Values from senders (device ids, summaries) go into plain-text fields only, never
-//! into markup, so a summary cannot restyle or fake a card.
+//! Values from senders (device ids, summaries) cannot become markup: Feishu cards carry
+//! them in `plain_text` elements only (never `lark_md`), and Slack text, which has no
+//! plain variant for mentions and links, gets Slack's `&amp;`/`&lt;`/`&gt;` escaping.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -80,6 +81,16 @@ fn webhook(m: &MessageView) -> Value {
     })
 }
 
+/// Slack's documented escaping of message text: `&`, `<` and `>` are control
+/// characters there (`<!channel>`, `<@U123>`, `<https://…|label>`), so a device id or
+/// summary containing them could ping a channel or fake a link. Every ledger value in a
+/// Slack body goes through this.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 fn slack(m: &MessageView) -> Value {
     let color = match (m.kind, m.severity.as_deref()) {
         (MessageKind::Resolved, _) => "#2eb67d",
@@ -89,22 +100,23 @@ fn slack(m: &MessageView) -> Value {
         (_, Some("info")) => "#1d9bd1",
         _ => "#868686",
     };
+    let field = |title: &str, value: &str| json!({"title": title, "value": slack_escape(value), "short": true});
     let mut fields = vec![
-        json!({"title": "Device", "value": m.device_id, "short": true}),
-        json!({"title": "Alert", "value": m.alert_key, "short": true}),
-        json!({"title": "Severity", "value": m.severity.as_deref().unwrap_or("-"), "short": true}),
-        json!({"title": "Since", "value": stored_time::format(&m.opened_at), "short": true}),
+        field("Device", &m.device_id),
+        field("Alert", &m.alert_key),
+        field("Severity", m.severity.as_deref().unwrap_or("-")),
+        field("Since", &stored_time::format(&m.opened_at)),
     ];
     if let Some(duration) = m.duration() {
-        fields.push(json!({"title": "Lasted", "value": duration, "short": true}));
+        fields.push(field("Lasted", &duration));
     }
     json!({
-        "text": m.title(),
+        "text": slack_escape(&m.title()),
         "attachments": [{
             "color": color,
-            "text": m.summary.as_deref().unwrap_or(""),
+            "text": slack_escape(m.summary.as_deref().unwrap_or("")),
             "fields": fields,
-            "footer": format!("alert-ledger · episode {} · idempotency key {}", m.episode, m.idempotency_key),
+            "footer": slack_escape(&format!("alert-ledger · episode {} · idempotency key {}", m.episode, m.idempotency_key)),
         }],
     })
 }
@@ -211,6 +223,69 @@ mod tests {
         let resolved = body(ReceiverKind::Feishu, &view(MessageKind::Resolved));
         assert_eq!(resolved["card"]["header"]["template"], "green");
         assert!(resolved.to_string().contains("Lasted: 0.242 s"));
+    }
+
+    /// A sender's values as the breaker sent them: a mention and a link in the device
+    /// id, mentions in the summary.
+    fn hostile(kind: MessageKind) -> MessageView {
+        let mut view = view(kind);
+        view.device_id = "slk-<!channel> <https://evil.example|click>".into();
+        view.alert_key = "a&b".into();
+        view.severity = Some("<!everyone>".into());
+        view.summary = Some("<!here> <@U123>".into());
+        view
+    }
+
+    #[test]
+    fn slack_text_escapes_mentions_and_links() {
+        let body = body(ReceiverKind::Slack, &hostile(MessageKind::Resolved));
+        assert_eq!(
+            body,
+            json!({
+                "text": "[RESOLVED] slk-&lt;!channel&gt; &lt;https://evil.example|click&gt; · a&amp;b",
+                "attachments": [{
+                    "color": "#2eb67d",
+                    "text": "&lt;!here&gt; &lt;@U123&gt;",
+                    "fields": [
+                        {"title": "Device", "value": "slk-&lt;!channel&gt; &lt;https://evil.example|click&gt;", "short": true},
+                        {"title": "Alert", "value": "a&amp;b", "short": true},
+                        {"title": "Severity", "value": "&lt;!everyone&gt;", "short": true},
+                        {"title": "Since", "value": "2026-12-03T21:05:00.000000Z", "short": true},
+                        {"title": "Lasted", "value": "0.242 s", "short": true},
+                    ],
+                    "footer": "alert-ledger · episode 2 · idempotency key k-1",
+                }],
+            })
+        );
+    }
+
+    /// Feishu shows `plain_text` literally (only `lark_md` reads `<at>` and links), so
+    /// the card carries the values unchanged and nothing is `lark_md`.
+    #[test]
+    fn a_feishu_card_carries_sender_values_as_plain_text_only() {
+        let body = body(ReceiverKind::Feishu, &hostile(MessageKind::Firing));
+        assert_eq!(
+            body,
+            json!({
+                "msg_type": "interactive",
+                "card": {
+                    "config": {"wide_screen_mode": true},
+                    "header": {"template": "grey", "title": {"tag": "plain_text",
+                        "content": "[FIRING] slk-<!channel> <https://evil.example|click> · a&b"}},
+                    "elements": [
+                        {"tag": "div", "fields": [
+                            {"is_short": true, "text": {"tag": "plain_text", "content": "Device: slk-<!channel> <https://evil.example|click>"}},
+                            {"is_short": true, "text": {"tag": "plain_text", "content": "Alert: a&b"}},
+                            {"is_short": true, "text": {"tag": "plain_text", "content": "Severity: <!everyone>"}},
+                            {"is_short": true, "text": {"tag": "plain_text", "content": "Since: 2026-12-03T21:05:00.000000Z"}},
+                        ]},
+                        {"tag": "div", "text": {"tag": "plain_text", "content": "<!here> <@U123>"}},
+                        {"tag": "note", "elements": [{"tag": "plain_text",
+                            "content": "alert-ledger · episode 2 · idempotency key k-1"}]},
+                    ],
+                },
+            })
+        );
     }
 
     #[test]
