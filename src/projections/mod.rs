@@ -105,8 +105,25 @@ impl Projector {
                 "catching projections up with the log"
             );
         }
+        let mut stuck = 0usize;
         for device_id in behind {
-            self.catch_up(&device_id).await?;
+            match self.catch_up(&device_id).await {
+                Ok(()) => {}
+                // Without a database nothing can go on; that is for the caller to report.
+                Err(error) if error.is_unavailable() => return Err(error),
+                // One stream the projector cannot read must not keep every other device
+                // (and the service) down: it stays behind, and says so, until fixed.
+                Err(error) => {
+                    stuck += 1;
+                    tracing::error!(device_id, %error, "this device's projection cannot catch up with its log; the other devices go on");
+                }
+            }
+        }
+        if stuck > 0 {
+            tracing::error!(
+                devices = stuck,
+                "devices left behind their log; `verify` lists them"
+            );
         }
         Ok(())
     }
