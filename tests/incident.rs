@@ -188,17 +188,29 @@ async fn import_records_good_lines_and_names_refused_ones(engine: Engine) {
             .to_string(),
         json!({"event_id": "imp-1-alarm", "device_id": "imp-1", "kind": "recovery"}).to_string(),
     ];
-    std::fs::write(&file, lines.join("\n")).expect("write");
+    let mut bytes = lines.join("\n").into_bytes();
+    // Line 8 holds a Latin-1 byte; the lines after it still count (line 9 uses CRLF).
+    bytes.extend_from_slice(
+        b"\n{\"device_id\":\"m1\",\"event_id\":\"lat\xe9\",\"kind\":\"alarm\"}\n",
+    );
+    bytes.extend_from_slice(alarm("imp-3").to_string().as_bytes());
+    bytes.extend_from_slice(b"\r\n");
+    std::fs::write(&file, bytes).expect("write");
     let summary = import(&app.state.ledger, &file, 2).await.expect("import");
-    assert_eq!(summary.recorded, 2);
+    assert_eq!(summary.recorded, 3);
     assert_eq!(summary.duplicates, 1);
     let refused: Vec<u64> = summary.refused.iter().map(|(line, _)| *line).collect();
-    assert_eq!(refused, vec![2, 6, 7]);
+    assert_eq!(refused, vec![2, 6, 7, 8]);
     assert!(
         summary.refused[1].1.contains("occured_at: unknown field"),
         "{:?}",
         summary.refused
     );
+    assert_eq!(
+        summary.refused[3].1,
+        "not valid UTF-8 (the first bad byte is at byte 34 of the line)"
+    );
+    assert_eq!(app.trail("imp-3").await.len(), 1);
     assert_eq!(app.trail("imp-1").await.len(), 2);
     assert_eq!(app.alert("imp-1", "offline").await["status"], "resolved");
 }

@@ -51,14 +51,36 @@ pub async fn import(
     let mut summary = ImportSummary::default();
     let mut pending: Vec<(u64, NewEvent)> = Vec::new();
     let mut line_number = 0u64;
-    for line in BufReader::new(reader).lines() {
-        let line = line.map_err(|e| ImportError::Read(name.clone(), e))?;
+    // Lines as bytes: one line that is not UTF-8 is refused like any other bad line,
+    // instead of ending the import.
+    for bytes in BufReader::new(reader).split(b'\n') {
+        let bytes = match bytes {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                // What was read and validated so far is still recorded.
+                flush(ledger, &mut pending, &mut summary).await?;
+                return Err(ImportError::Read(name.clone(), error));
+            }
+        };
         line_number += 1;
-        progress.inc(line.len() as u64 + 1);
+        progress.inc(bytes.len() as u64 + 1);
+        let line = match std::str::from_utf8(&bytes) {
+            Ok(line) => line,
+            Err(error) => {
+                summary.refused.push((
+                    line_number,
+                    format!(
+                        "not valid UTF-8 (the first bad byte is at byte {} of the line)",
+                        error.valid_up_to() + 1
+                    ),
+                ));
+                continue;
+            }
+        };
         if line.trim().is_empty() {
             continue;
         }
-        match parse_line(&line) {
+        match parse_line(line) {
             Ok(event) => pending.push((line_number, event)),
             Err(reason) => summary.refused.push((line_number, reason)),
         }

@@ -66,6 +66,10 @@ async fn start(
     if state.rebuilds.running.swap(true, Ordering::AcqRel) {
         return Err(ApiError::RebuildRunning);
     }
+    // The answer describes this rebuild, not the counts the last one ended with.
+    state.rebuilds.start(0);
+    // Taken before the task starts, so that it cannot show a half-counted log.
+    let answer = report(&state);
     let task_state = state.clone();
     let runtime = tokio::runtime::Handle::current();
     // The rebuild's future is not `Send` (sqlx's executor bounds in its batched writes),
@@ -94,5 +98,5 @@ async fn start(
             rebuilds.running.store(false, Ordering::Release);
         })
     });
-    Ok((StatusCode::ACCEPTED, Json(report(&state))))
+    Ok((StatusCode::ACCEPTED, Json(answer)))
 }
