@@ -110,4 +110,95 @@ async fn the_trail_filters_by_key_kind_and_time(engine: Engine) {
     );
 }
 
-on_both_engines!(the_trail_filters_by_key_kind_and_time);
+/// A trail cursor continues the trail it came from and nothing else: tampered numbers,
+/// cursors from another device, another filter or another alert are a 400.
+async fn a_trail_cursor_only_continues_its_own_trail(engine: Engine) {
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
+    let batch: Vec<Value> = (0..6)
+        .flat_map(|n| {
+            ["cur-a", "cur-b"].map(|device| {
+                json!({"event_id": format!("{device}-{n}"), "device_id": device,
+                       "alert_key": if n % 2 == 0 { "offline" } else { "temp" },
+                       "kind": "alarm", "occurred_at": format!("2026-11-20T10:0{n}:00Z")})
+            })
+        })
+        .collect();
+    assert_eq!(app.post(&Value::Array(batch)).await.status, 200);
+    let first = get_ok(&app, "/v1/devices/cur-a/events?limit=2").await;
+    let cursor = first["next_cursor"].as_str().expect("a cursor").to_string();
+    let next = get_ok(
+        &app,
+        &format!("/v1/devices/cur-a/events?limit=2&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(ids(&next), ["cur-a-2", "cur-a-3"]);
+
+    let forged = |version: &str| {
+        use base64::Engine as _;
+        let scope: Vec<String> = {
+            use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let bytes = URL_SAFE_NO_PAD.decode(&cursor).expect("base64");
+            serde_json::from_slice(&bytes).expect("json")
+        };
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&[version, scope[1].as_str()]).expect("json"))
+    };
+    let old_style = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"["-5"]"#)
+    };
+    for (path, why) in [
+        (
+            format!("/v1/devices/cur-a/events?cursor={}", forged("-5")),
+            "negative",
+        ),
+        (
+            format!("/v1/devices/cur-a/events?cursor={}", forged("+2")),
+            "signed",
+        ),
+        (
+            format!("/v1/devices/cur-a/events?cursor={}", forged("02")),
+            "leading zero",
+        ),
+        (
+            format!("/v1/devices/cur-a/events?cursor={}", forged("999999")),
+            "past the head",
+        ),
+        (
+            format!("/v1/devices/cur-a/events?cursor={old_style}"),
+            "one part",
+        ),
+        (
+            format!("/v1/devices/cur-b/events?limit=2&cursor={cursor}"),
+            "another device",
+        ),
+        (
+            format!("/v1/devices/cur-a/events?limit=2&kind=alarm&cursor={cursor}"),
+            "another filter",
+        ),
+        (
+            format!("/v1/devices/cur-a/alerts/offline/events?limit=2&cursor={cursor}"),
+            "one alert's trail",
+        ),
+    ] {
+        let answer = app.get(&path).await;
+        assert_eq!(answer.status, 400, "{why}: {}", answer.body);
+        assert_eq!(answer.body["errors"][0]["field"], "cursor", "{why}");
+    }
+    // One alert's trail hands out cursors of its own, which work.
+    let alert = get_ok(&app, "/v1/devices/cur-a/alerts/offline/events?limit=2").await;
+    let alert_cursor = alert["next_cursor"].as_str().expect("a cursor");
+    let rest = get_ok(
+        &app,
+        &format!("/v1/devices/cur-a/alerts/offline/events?limit=2&cursor={alert_cursor}"),
+    )
+    .await;
+    assert_eq!(ids(&rest), ["cur-a-4"]);
+}
+
+on_both_engines!(
+    the_trail_filters_by_key_kind_and_time,
+    a_trail_cursor_only_continues_its_own_trail,
+);

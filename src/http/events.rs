@@ -178,10 +178,31 @@ pub fn event_json(
     })
 }
 
+/// Where a page of a trail starts: after this stream version, of the trail named by
+/// `scope` (see [`trail_scope`]).
+struct TrailCursor {
+    after: i64,
+    scope: String,
+}
+
+fn not_our_cursor() -> FieldError {
+    FieldError::new("cursor", "is not a cursor this API returned")
+}
+
+/// A digest of the device and filters a cursor was handed out for: a cursor only
+/// continues the trail it came from, never another device's or another filter's.
+fn trail_scope(device_id: &str, filter: &TrailFilter) -> String {
+    let name = format!(
+        "{device_id}\0{:?}\0{:?}\0{:?}\0{:?}\0{:?}",
+        filter.alert_key, filter.kind, filter.time, filter.from, filter.to
+    );
+    crate::integrations::short_hash(&name, 16)
+}
+
 /// The filters and page of an audit-trail request.
 fn trail_request(
     params: &std::collections::BTreeMap<String, String>,
-) -> Result<(TrailFilter, i64, i64), ApiError> {
+) -> Result<(TrailFilter, Option<TrailCursor>, i64), ApiError> {
     let limit = limit(params)?;
     let mut errors = Vec::new();
     let mut filter = TrailFilter::default();
@@ -221,15 +242,24 @@ fn trail_request(
         }
     }
     let after = match params.get("cursor") {
-        None => 0,
-        Some(cursor) => match decode_cursor(cursor, 1).map(|parts| parts[0].parse::<i64>()) {
-            Ok(Ok(version)) => version,
-            _ => {
-                errors.push(FieldError::new(
-                    "cursor",
-                    "is not a cursor this API returned",
-                ));
-                0
+        None => None,
+        Some(cursor) => match decode_cursor(cursor, 2) {
+            // Only the canonical form this API writes: no sign, no leading zeros.
+            Ok(parts) => match parts[0].parse::<i64>() {
+                Ok(version) if version > 0 && version.to_string() == parts[0] => {
+                    Some(TrailCursor {
+                        after: version,
+                        scope: parts[1].clone(),
+                    })
+                }
+                _ => {
+                    errors.push(not_our_cursor());
+                    None
+                }
+            },
+            Err(_) => {
+                errors.push(not_our_cursor());
+                None
             }
         },
     };
@@ -246,7 +276,7 @@ async fn trail_page(
     state: &AppState,
     device_id: &str,
     filter: &TrailFilter,
-    after: i64,
+    cursor: Option<TrailCursor>,
     limit: i64,
 ) -> Result<(Vec<Value>, Option<String>, i64), ApiError> {
     let head = with_pool!(&state.db, pool => pool.stream_head(device_id).await)?;
@@ -255,10 +285,25 @@ async fn trail_page(
             "no events recorded for device {device_id}"
         )));
     }
+    let scope = trail_scope(device_id, filter);
+    let after = match cursor {
+        None => 0,
+        Some(cursor) if cursor.scope != scope => {
+            return Err(ApiError::InvalidQuery(vec![FieldError::new(
+                "cursor",
+                "was handed out for another device or other filters",
+            )]))
+        }
+        // Stream versions are never taken back, so a cursor past the head is forged.
+        Some(cursor) if cursor.after > head => {
+            return Err(ApiError::InvalidQuery(vec![not_our_cursor()]))
+        }
+        Some(cursor) => cursor.after,
+    };
     let events = with_pool!(&state.db, pool => pool.trail(device_id, filter, after, limit).await)?;
     let next_cursor = match events.last() {
         Some(last) if events.len() as i64 == limit => {
-            Some(encode_cursor(&[&last.stream_version.to_string()]))
+            Some(encode_cursor(&[&last.stream_version.to_string(), &scope]))
         }
         _ => None,
     };
