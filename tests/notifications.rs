@@ -950,7 +950,7 @@ async fn late_history_that_renumbers_episodes_resolves_nothing_still_firing(engi
     assert_eq!(resolved_1["status"], "suppressed");
     assert_eq!(
         resolved_1["reason"],
-        "late history renumbered the episodes: the stretch announced under this number did not close"
+        "the announced stretch still fires (late history renumbered the episodes); its own cycle announces its end"
     );
 
     record(&n.app, event("renum-1", "r1", "recovery", Utc::now())).await;
@@ -970,7 +970,186 @@ async fn late_history_that_renumbers_episodes_resolves_nothing_still_firing(engi
     );
 }
 
+/// The third breaker's cases. (1) Late history renumbers the announced episode and ends
+/// it in the same batch: the announced stretch gets its resolved message. (2) A late
+/// alarm merges two episodes into one and a genuine new outage then takes the freed
+/// number: every announced stretch is resolved, and the new outage pages.
+async fn renumbered_and_merged_episodes_still_end_and_a_new_outage_pages(engine: Engine) {
+    let receiver = Receiver::start(0, vec![]).await;
+    let Some(n) = spawn_notifying(engine, &receiver.url, &QUICK).await else {
+        return;
+    };
+    let app = &n.app;
+    let ago = |seconds: i64| Utc::now() - chrono::Duration::seconds(seconds);
+    let decided = |device: &'static str| async move {
+        eventually("every message decided", Duration::from_secs(10), || async {
+            delivery_log(app, device)
+                .await
+                .iter()
+                .all(|m| m["status"] != "pending" && m["status"] != "delivering")
+        })
+        .await;
+    };
+
+    // (1)
+    record(app, event("renum-2", "a1", "alarm", ago(60))).await;
+    eventually("firing#1", Duration::from_secs(10), || async {
+        receiver.messages("renum-2") == vec!["firing#1".to_string()]
+    })
+    .await;
+    let batch = json!([
+        event("renum-2", "a0", "alarm", ago(120)),
+        event("renum-2", "r0", "recovery", ago(90)),
+        event("renum-2", "r1", "recovery", ago(30)),
+    ]);
+    assert_eq!(app.post(&batch).await.status, 200);
+    eventually("resolved#1", Duration::from_secs(10), || async {
+        receiver.messages("renum-2").len() == 2
+    })
+    .await;
+    decided("renum-2").await;
+    assert_eq!(
+        receiver.messages("renum-2"),
+        vec!["firing#1".to_string(), "resolved#1".to_string()]
+    );
+    let resolved = receiver
+        .got()
+        .into_iter()
+        .find(|g| g.body["device_id"] == "renum-2" && g.body["message"] == "resolved")
+        .expect("resolved");
+    // It reports the announced stretch (a1 to r1), not the older episode now numbered 1.
+    assert_eq!(
+        resolved.body["duration_ms"]
+            .as_i64()
+            .map(|ms| (ms + 500) / 1000),
+        Some(30),
+        "{}",
+        resolved.body
+    );
+
+    // (2)
+    record(app, event("merge-1", "a1", "alarm", ago(600))).await;
+    eventually("firing#1", Duration::from_secs(10), || async {
+        receiver
+            .messages("merge-1")
+            .contains(&"firing#1".to_string())
+    })
+    .await;
+    let mut r1 = event("merge-1", "r1", "recovery", ago(540));
+    r1["resolves"] = json!("aX");
+    record(app, r1).await;
+    record(app, event("merge-1", "a2", "alarm", ago(480))).await;
+    eventually("firing#2", Duration::from_secs(10), || async {
+        receiver
+            .messages("merge-1")
+            .contains(&"firing#2".to_string())
+    })
+    .await;
+    // aX arrives: r1 now closes one episode [a1, aX], and the alert is resolved.
+    record(app, event("merge-1", "aX", "alarm", ago(420))).await;
+    decided("merge-1").await;
+    // A genuine new outage takes the number 2 again.
+    record(app, event("merge-1", "a3", "alarm", ago(5))).await;
+    eventually(
+        "the new outage's firing",
+        Duration::from_secs(10),
+        || async {
+            receiver
+                .messages("merge-1")
+                .iter()
+                .filter(|m| *m == "firing#2")
+                .count()
+                == 2
+        },
+    )
+    .await;
+    decided("merge-1").await;
+    let mut labels = receiver.messages("merge-1");
+    labels.sort();
+    assert_eq!(
+        labels,
+        vec![
+            "firing#1",
+            "firing#2",
+            "firing#2",
+            "resolved#1",
+            "resolved#2"
+        ],
+        "every announced stretch resolved once, and the new outage paged"
+    );
+    let keys: std::collections::BTreeSet<String> = receiver
+        .got()
+        .into_iter()
+        .filter(|g| g.body["device_id"] == "merge-1")
+        .map(|g| g.key)
+        .collect();
+    assert_eq!(keys.len(), 5, "five distinct messages");
+}
+
+/// The third breaker's case: servers on one database with different receivers (a
+/// rolling configuration change). A server that claims a message for a receiver it does
+/// not know leaves it pending for one that does, instead of dead-lettering it.
+async fn a_server_without_the_receiver_leaves_the_message_to_one_with_it(engine: Engine) {
+    let receiver = Receiver::start(0, vec![]).await;
+    let Some((database_url, _db_dir)) = fresh_database(engine).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let with_ops = dir.path().join("ops.toml");
+    let settings = Settings {
+        group_wait: "1s",
+        ..QUICK
+    };
+    std::fs::write(&with_ops, config_text(&receiver.url, &settings)).expect("write");
+    let without_ops = dir.path().join("other.toml");
+    std::fs::write(
+        &without_ops,
+        config_text(&receiver.url, &settings)
+            .replace("name = \"ops\"", "name = \"other\"")
+            .replace("receiver = \"ops\"", "receiver = \"other\""),
+    )
+    .expect("write");
+
+    // Scheduled for `ops`; this server stops before it is due.
+    let first = spawn_notifying_on(&database_url, &with_ops).await;
+    record(&first, event("rolling-1", "a1", "alarm", Utc::now())).await;
+    first.stop().await;
+    // A server that only knows `other` claims it when due, and leaves it.
+    let other = spawn_notifying_on(&database_url, &without_ops).await;
+    eventually(
+        "the claim by the other server",
+        Duration::from_secs(10),
+        || async {
+            delivery_log(&other, "rolling-1")
+                .await
+                .first()
+                .is_some_and(|m| {
+                    m["reason"]
+                        .as_str()
+                        .is_some_and(|r| r.contains("not in the configuration"))
+                })
+        },
+    )
+    .await;
+    let row = delivery_log(&other, "rolling-1").await[0].clone();
+    assert_eq!(row["status"], "pending", "{row}");
+    assert_eq!(row["attempts"], 0, "{row}");
+    assert!(receiver.got().is_empty());
+    other.stop().await;
+    // A server with `ops` delivers it.
+    let back = spawn_notifying_on(&database_url, &with_ops).await;
+    eventually(
+        "delivery by a server with the receiver",
+        Duration::from_secs(20),
+        || async { receiver.messages("rolling-1") == vec!["firing#1".to_string()] },
+    )
+    .await;
+    back.stop().await;
+}
+
 on_both_engines!(
+    a_server_without_the_receiver_leaves_the_message_to_one_with_it,
+    renumbered_and_merged_episodes_still_end_and_a_new_outage_pages,
     a_firing_message_that_timed_out_still_gets_its_resolved_message,
     late_history_that_renumbers_episodes_resolves_nothing_still_firing,
     the_242_ms_race_sends_nothing_within_group_wait,

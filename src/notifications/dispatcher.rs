@@ -20,7 +20,9 @@ use uuid::Uuid;
 use super::config::{NotifyConfig, ReceiverKind};
 use super::later;
 use super::outbox::{Attempt, ClaimedRow, Finish, NewMessage, Outbox};
-use super::plan::{decide, idempotency_key, Decision, DeliveryStatus, MessageKind};
+use super::plan::{
+    decide, decide_resolved, idempotency_key, Decision, DeliveryStatus, MessageKind,
+};
 use super::render::{body, MessageView};
 use crate::store::{Db, StoreError};
 use crate::with_pool;
@@ -164,21 +166,21 @@ impl Dispatcher {
         };
         let state =
             with_pool!(&self.db, pool => pool.alert_state(&row.device_id, &row.alert_key).await)?;
-        let (firing, closed_episode) = match kind {
-            MessageKind::Resolved => (
-                with_pool!(&self.db, pool => pool.firing_announcement(&row.device_id, &row.alert_key, row.episode_number).await)?,
-                with_pool!(&self.db, pool => pool.episode_facts(&row.device_id, &row.alert_key, row.episode_number).await)?
-                    .map(|facts| (facts.opened_at, facts.closed_at)),
+        // The episode whose facts the message shows: for a resolved message, the one
+        // that now contains the announced stretch (late history can renumber it).
+        let (decision, facts_episode) = match kind {
+            MessageKind::Resolved => {
+                let firings = with_pool!(&self.db, pool => pool.firing_announcements(&row.device_id, &row.alert_key, row.episode_number).await)?;
+                let episodes = with_pool!(&self.db, pool => pool.episode_spans(&row.device_id, &row.alert_key).await)?;
+                let (decision, reported) = decide_resolved(row.episode_number, &firings, &episodes);
+                (decision, reported.map_or(row.episode_number, |e| e.number))
+            }
+            _ => (
+                decide(kind, row.episode_number, state.as_ref()),
+                row.episode_number,
             ),
-            _ => (None, None),
         };
-        match decide(
-            kind,
-            row.episode_number,
-            state.as_ref(),
-            firing.as_ref(),
-            closed_episode,
-        ) {
+        match decision {
             Decision::Suppress(reason) => {
                 tracing::info!(notification = %row.id, device_id = %row.device_id, alert_key = %row.alert_key,
                     episode = row.episode_number, message = %kind, reason, "notification suppressed");
@@ -197,7 +199,7 @@ impl Dispatcher {
                 };
                 with_pool!(&self.db, pool => pool.finish(&row.id, token, finish).await)
             }
-            Decision::Send => self.send(row, kind, token).await,
+            Decision::Send => self.send(row, kind, facts_episode, token).await,
         }
     }
 
@@ -228,18 +230,28 @@ impl Dispatcher {
         &self,
         row: ClaimedRow,
         kind: MessageKind,
+        facts_episode: i64,
         token: &str,
     ) -> Result<(), StoreError> {
         let Some(receiver) = self.config.receiver(&row.receiver) else {
-            let reason = format!(
-                "receiver {} is not in this server's configuration",
-                row.receiver
-            );
-            return self
-                .finish_final(&row, token, DeliveryStatus::Dead, &reason)
-                .await;
+            // Another server on this database may have the receiver (a rolling change of
+            // the configuration): leave the message to it rather than dead-letter it.
+            tracing::warn!(notification = %row.id, receiver = %row.receiver,
+                "receiver not in this server's configuration; leaving the message to a server that has it");
+            let finish = Finish {
+                status: DeliveryStatus::Pending,
+                reason: Some(format!(
+                    "receiver {} is not in the configuration of a server that claimed it",
+                    row.receiver
+                )),
+                next_attempt_at: Some(later(now(), self.config.delivery.lease)),
+                attempt: None,
+                finished_at: None,
+                then_schedule: None,
+            };
+            return with_pool!(&self.db, pool => pool.finish(&row.id, token, finish).await);
         };
-        let Some(facts) = with_pool!(&self.db, pool => pool.episode_facts(&row.device_id, &row.alert_key, row.episode_number).await)?
+        let Some(facts) = with_pool!(&self.db, pool => pool.episode_facts(&row.device_id, &row.alert_key, facts_episode).await)?
         else {
             return self
                 .finish_final(
@@ -418,6 +430,7 @@ impl Dispatcher {
                 &row.device_id,
                 &row.alert_key,
                 row.episode_number,
+                row.episode_opened_at,
                 MessageKind::Reminder,
                 reminder,
                 &row.receiver,

@@ -79,7 +79,7 @@ impl Notifier {
     ) -> Option<NewMessage> {
         match (*transition, found) {
             (
-                Transition::Opened { episode },
+                Transition::Opened { episode, .. },
                 Found::Opening {
                     episode: current,
                     alarm,
@@ -96,6 +96,7 @@ impl Notifier {
                         device_id,
                         alert_key,
                         episode,
+                        Some(current.opened_at),
                         MessageKind::Firing,
                         0,
                         &route.receiver,
@@ -112,7 +113,10 @@ impl Notifier {
                     episode_opened_at: Some(current.opened_at),
                 })
             }
-            (Transition::Closed { episode }, Found::FiringRoute(Some((route, receiver)))) => {
+            (
+                Transition::Closed { episode, opened_at },
+                Found::FiringRoute(Some((route, receiver))),
+            ) => {
                 let send_resolved = self
                     .config
                     .route(&route)
@@ -123,6 +127,7 @@ impl Notifier {
                         device_id,
                         alert_key,
                         episode,
+                        Some(opened_at),
                         MessageKind::Resolved,
                         0,
                         &receiver,
@@ -136,7 +141,7 @@ impl Notifier {
                     receiver,
                     due_at: now,
                     created_at: now,
-                    episode_opened_at: None,
+                    episode_opened_at: Some(opened_at),
                 })
             }
             _ => None,
@@ -150,7 +155,7 @@ impl Notifier {
                 .current_episode
                 .as_ref()
                 .map(|e| Lookup::OpeningAlarm(e.opened_by.clone())),
-            Transition::Closed { episode } => Some(Lookup::FiringRoute(episode)),
+            Transition::Closed { episode, .. } => Some(Lookup::FiringRoute(episode)),
         }
     }
 }

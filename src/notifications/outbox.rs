@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::types::Json;
 use sqlx::{Pool, Transaction};
 
-use super::plan::{DeliveryStatus, MessageKind};
+use super::plan::{DeliveryStatus, EpisodeSpan, MessageKind};
 use crate::domain::fold::AlertState;
 use crate::engine_impl;
 use crate::store::StoreError;
@@ -236,7 +236,7 @@ engine_impl! {
             Ok(sqlx::query_as(
                 "SELECT route, receiver FROM notifications \
                  WHERE device_id = $1 AND alert_key = $2 AND episode_number = $3 \
-                   AND message = 'firing'",
+                   AND message = 'firing' ORDER BY created_at DESC, id LIMIT 1",
             )
             .bind(device_id)
             .bind(alert_key)
@@ -262,12 +262,20 @@ pub trait Outbox {
         device_id: &str,
         alert_key: &str,
     ) -> impl Future<Output = Result<Option<AlertState>, StoreError>> + Send;
-    fn firing_announcement(
+    /// Every firing message scheduled under this episode number (late history can give
+    /// a number to more than one stretch of firing).
+    fn firing_announcements(
         &self,
         device_id: &str,
         alert_key: &str,
         episode: i64,
-    ) -> impl Future<Output = Result<Option<FiringAnnouncement>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<FiringAnnouncement>, StoreError>> + Send;
+    /// The alert's episodes as the read model holds them now.
+    fn episode_spans(
+        &self,
+        device_id: &str,
+        alert_key: &str,
+    ) -> impl Future<Output = Result<Vec<EpisodeSpan>, StoreError>> + Send;
     fn episode_facts(
         &self,
         device_id: &str,
@@ -347,8 +355,8 @@ engine_impl! {
             Ok(row.map(|Json(state)| state))
         }
 
-        async fn firing_announcement(&self, device_id: &str, alert_key: &str, episode: i64) -> Result<Option<FiringAnnouncement>, StoreError> {
-            let row: Option<(String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+        async fn firing_announcements(&self, device_id: &str, alert_key: &str, episode: i64) -> Result<Vec<FiringAnnouncement>, StoreError> {
+            let rows: Vec<(String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
                 "SELECT id, status, episode_opened_at FROM notifications \
                  WHERE device_id = $1 AND alert_key = $2 AND episode_number = $3 \
                    AND message = 'firing'",
@@ -356,24 +364,40 @@ engine_impl! {
             .bind(device_id)
             .bind(alert_key)
             .bind(episode)
-            .fetch_optional(self)
-            .await?;
-            let Some((id, status, episode_opened_at)) = row else {
-                return Ok(None);
-            };
-            let Some(status) = DeliveryStatus::parse(&status) else {
-                return Ok(None);
-            };
-            let attempts: Vec<(String, Option<i64>, Option<String>)> = sqlx::query_as(
-                "SELECT outcome, status_code, error FROM notification_attempts WHERE notification_id = $1",
-            )
-            .bind(&id)
             .fetch_all(self)
             .await?;
-            let maybe_seen = attempts
-                .iter()
-                .any(|(outcome, code, error)| attempt_may_have_reached(outcome, *code, error.as_deref()));
-            Ok(Some(FiringAnnouncement { status, episode_opened_at, maybe_seen }))
+            let mut announcements = Vec::with_capacity(rows.len());
+            for (id, status, episode_opened_at) in rows {
+                let Some(status) = DeliveryStatus::parse(&status) else {
+                    continue;
+                };
+                let attempts: Vec<(String, Option<i64>, Option<String>)> = sqlx::query_as(
+                    "SELECT outcome, status_code, error FROM notification_attempts WHERE notification_id = $1",
+                )
+                .bind(&id)
+                .fetch_all(self)
+                .await?;
+                let maybe_seen = attempts
+                    .iter()
+                    .any(|(outcome, code, error)| attempt_may_have_reached(outcome, *code, error.as_deref()));
+                announcements.push(FiringAnnouncement { status, episode_opened_at, maybe_seen });
+            }
+            Ok(announcements)
+        }
+
+        async fn episode_spans(&self, device_id: &str, alert_key: &str) -> Result<Vec<EpisodeSpan>, StoreError> {
+            let rows: Vec<(i64, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+                "SELECT episode_number, opened_at, closed_at FROM alert_episodes \
+                 WHERE device_id = $1 AND alert_key = $2 ORDER BY episode_number",
+            )
+            .bind(device_id)
+            .bind(alert_key)
+            .fetch_all(self)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(number, opened_at, closed_at)| EpisodeSpan { number, opened_at, closed_at })
+                .collect())
         }
 
         async fn episode_facts(&self, device_id: &str, alert_key: &str, episode: i64) -> Result<Option<EpisodeFacts>, StoreError> {

@@ -84,31 +84,42 @@ impl DeliveryStatus {
     }
 }
 
-/// What one projection change means for an alert's episodes.
+/// What one projection change means for an alert's episodes. `opened_at` is when the
+/// episode opened in the ledger's order: with the number, it names the stretch of firing
+/// a message is about, because late history can give a number to another stretch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transition {
     /// This episode fires now and did not before: schedule its first message.
-    Opened { episode: i64 },
+    Opened {
+        episode: i64,
+        opened_at: DateTime<Utc>,
+    },
     /// This episode fired before and does not now: announce its end (if it was announced).
-    Closed { episode: i64 },
+    Closed {
+        episode: i64,
+        opened_at: DateTime<Utc>,
+    },
 }
 
 /// Compare an alert's state before and after a projection step.
 pub fn transitions(before: &AlertState, after: &AlertState) -> Vec<Transition> {
     let firing = |state: &AlertState| match (&state.status, &state.current_episode) {
-        (Status::Firing, Some(episode)) => Some(episode.number),
+        (Status::Firing, Some(episode)) => Some((episode.number, episode.opened_at)),
         _ => None,
     };
     let (was, is) = (firing(before), firing(after));
+    // By number: a late alarm that moves the opening of the firing episode earlier
+    // extends the stretch that was announced; it neither ends nor opens one.
+    let number = |firing: Option<(i64, DateTime<Utc>)>| firing.map(|(n, _)| n);
     let mut changes = Vec::new();
-    if let Some(episode) = was {
-        if is != Some(episode) {
-            changes.push(Transition::Closed { episode });
+    if let Some((episode, opened_at)) = was {
+        if number(is) != Some(episode) {
+            changes.push(Transition::Closed { episode, opened_at });
         }
     }
-    if let Some(episode) = is {
-        if was != Some(episode) {
-            changes.push(Transition::Opened { episode });
+    if let Some((episode, opened_at)) = is {
+        if number(was) != Some(episode) {
+            changes.push(Transition::Opened { episode, opened_at });
         }
     }
     changes
@@ -124,80 +135,118 @@ pub enum Decision {
     Defer,
 }
 
-/// Decide from the alert's state *now* whether a due message goes out.
-///
-/// For `Resolved`: `firing` is what became of the episode's firing message, and
-/// `closed_episode` the span (opened, closed) of the episode carrying that number now.
-/// A resolved message goes out when the receiver was, or may have been, told about the
-/// stretch of firing that closed: the firing message was delivered, or some attempt of
-/// it may have reached the receiver unconfirmed (a chat showing an alert must also
-/// show its end); and the announced stretch lies inside the closed episode (late history
-/// can renumber episodes, and then "episode 1" may name a different stretch than the
-/// one announced).
-pub fn decide(
-    kind: MessageKind,
-    episode: i64,
-    state: Option<&AlertState>,
-    firing: Option<&FiringAnnouncement>,
-    closed_episode: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
-) -> Decision {
+/// Decide from the alert's state *now* whether a due firing message or reminder goes out.
+pub fn decide(kind: MessageKind, episode: i64, state: Option<&AlertState>) -> Decision {
     let current = state.and_then(|s| s.current_episode.as_ref().map(|e| (s.status, e)));
-    match kind {
-        MessageKind::Firing | MessageKind::Reminder => match current {
-            Some((Status::Firing, current)) if current.number == episode => {
-                if kind == MessageKind::Reminder && current.acknowledged.is_some() {
-                    Decision::Suppress("acknowledged")
-                } else {
-                    Decision::Send
-                }
-            }
-            Some((_, current)) if current.number > episode => {
-                Decision::Suppress("a later episode replaced this one")
-            }
-            _ => Decision::Suppress("resolved before it was sent"),
-        },
-        MessageKind::Resolved => {
-            if let Some((Status::Firing, current)) = current {
-                if current.number == episode {
-                    return Decision::Suppress("the episode is firing again");
-                }
-            }
-            let Some(firing) = firing else {
-                return Decision::Suppress("nobody was told this episode fired");
-            };
-            if let (Some(announced), Some((opened_at, closed_at))) =
-                (firing.episode_opened_at, closed_episode)
-            {
-                let inside = opened_at <= announced && closed_at.is_none_or(|c| announced <= c);
-                if !inside {
-                    return Decision::Suppress(
-                        "late history renumbered the episodes: the stretch announced under this number did not close",
-                    );
-                }
-            }
-            match firing.status {
-                DeliveryStatus::Delivered => Decision::Send,
-                DeliveryStatus::Pending | DeliveryStatus::Delivering => Decision::Defer,
-                _ if firing.maybe_seen => Decision::Send,
-                _ => Decision::Suppress("nobody was told this episode fired"),
+    match current {
+        Some((Status::Firing, current)) if current.number == episode => {
+            if kind == MessageKind::Reminder && current.acknowledged.is_some() {
+                Decision::Suppress("acknowledged")
+            } else {
+                Decision::Send
             }
         }
+        Some((_, current)) if current.number > episode => {
+            Decision::Suppress("a later episode replaced this one")
+        }
+        _ => Decision::Suppress("resolved before it was sent"),
+    }
+}
+
+/// One of the alert's episodes as the read model holds it now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpisodeSpan {
+    pub number: i64,
+    pub opened_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+impl EpisodeSpan {
+    fn contains(&self, at: DateTime<Utc>) -> bool {
+        self.opened_at <= at && self.closed_at.is_none_or(|closed| at <= closed)
+    }
+}
+
+/// Decide a due resolved message of episode `episode`, from the firing messages
+/// scheduled under that number (`firings`) and the alert's episodes now. Returns the
+/// decision and, when it is to send, the episode whose end it reports.
+///
+/// The message is about the stretch of firing that was announced, wherever late
+/// history has put it since: it goes out when the receiver was, or may have been,
+/// told about a stretch (its firing message was delivered, or an attempt may have
+/// reached the receiver unconfirmed: a chat showing an alert must also show its end)
+/// and the episode containing that stretch is closed now. If that episode fires (late
+/// history renumbered the episodes and the stretch continues under another number), its
+/// own cycle announces its end.
+pub fn decide_resolved<'a>(
+    episode: i64,
+    firings: &[FiringAnnouncement],
+    episodes: &'a [EpisodeSpan],
+) -> (Decision, Option<&'a EpisodeSpan>) {
+    let containing = |firing: &FiringAnnouncement| -> Option<&'a EpisodeSpan> {
+        match firing.episode_opened_at {
+            Some(at) => episodes.iter().find(|e| e.contains(at)),
+            // Rows from before migration 0004: the number alone decides.
+            None => episodes.iter().find(|e| e.number == episode),
+        }
+    };
+    // A firing message still on its way goes first: resolved never overtakes it.
+    let on_its_way = firings.iter().any(|f| {
+        matches!(
+            f.status,
+            DeliveryStatus::Pending | DeliveryStatus::Delivering
+        )
+    });
+    if on_its_way {
+        return (Decision::Defer, None);
+    }
+    let told = |f: &&FiringAnnouncement| f.status == DeliveryStatus::Delivered || f.maybe_seen;
+    let mut still_firing = false;
+    for firing in firings.iter().filter(told) {
+        match containing(firing) {
+            Some(span) if span.closed_at.is_some() => return (Decision::Send, Some(span)),
+            Some(_) => still_firing = true,
+            None => {}
+        }
+    }
+    if still_firing {
+        (
+            Decision::Suppress(
+                "the announced stretch still fires (late history renumbered the episodes); its own cycle announces its end",
+            ),
+            None,
+        )
+    } else {
+        (
+            Decision::Suppress("nobody was told this episode fired"),
+            None,
+        )
     }
 }
 
 /// The stable idempotency key of one message to one receiver: the same message always
 /// gets the same key, on every attempt and on every server.
+///
+/// `opened_at` (when the episode opened) is part of the name because an episode number
+/// can come back for another stretch of firing after late history rewrote the episodes;
+/// without it, a genuine new outage would share the key of an old message and never be
+/// scheduled. `None` keeps the names of rows written before it was stored.
 pub fn idempotency_key(
     device_id: &str,
     alert_key: &str,
     episode: i64,
+    opened_at: Option<DateTime<Utc>>,
     kind: MessageKind,
     reminder: i64,
     receiver: &str,
 ) -> String {
     // Fields are NUL-separated: submissions never contain NUL, so no two messages share
     // the name.
-    let name = format!("{device_id}\0{alert_key}\0{episode}\0{kind}\0{reminder}\0{receiver}");
+    let mut name = format!("{device_id}\0{alert_key}\0{episode}\0{kind}\0{reminder}\0{receiver}");
+    if let Some(opened_at) = opened_at {
+        name.push('\0');
+        name.push_str(&opened_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+    }
     Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string()
 }
 
@@ -210,13 +259,16 @@ mod tests {
     use super::*;
     use crate::domain::fold::{Acknowledged, Episode};
 
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 3, 21, minute, 0).unwrap()
+    }
+
     fn state(status: Status, episode: Option<i64>, acknowledged: bool) -> AlertState {
-        let at = Utc.with_ymd_and_hms(2026, 12, 3, 21, 0, 0).unwrap();
         AlertState {
             status,
             current_episode: episode.map(|number| Episode {
                 number,
-                opened_at: at,
+                opened_at: at(number as u32),
                 closed_at: None,
                 alarm_count: 1,
                 severity: None,
@@ -224,9 +276,9 @@ mod tests {
                 opened_by: "a".into(),
                 closed_by: None,
                 reconciled: false,
-                opening_recorded_at: at,
+                opening_recorded_at: at(number as u32),
                 acknowledged: acknowledged.then(|| Acknowledged {
-                    at,
+                    at: at(0),
                     by: Some("ana".into()),
                     reason: None,
                     event_id: "k".into(),
@@ -243,22 +295,40 @@ mod tests {
         let resolved = state(Status::Resolved, Some(1), false);
         assert_eq!(
             transitions(&quiet, &firing),
-            vec![Transition::Opened { episode: 1 }]
+            vec![Transition::Opened {
+                episode: 1,
+                opened_at: at(1)
+            }]
         );
         assert_eq!(
             transitions(&firing, &resolved),
-            vec![Transition::Closed { episode: 1 }]
+            vec![Transition::Closed {
+                episode: 1,
+                opened_at: at(1)
+            }]
         );
         assert_eq!(transitions(&firing, &firing), vec![]);
         assert_eq!(transitions(&resolved, &resolved), vec![]);
         // A recovery that arrived first, then its alarm: the episode never fired.
         assert_eq!(transitions(&quiet, &resolved), vec![]);
+        // A late alarm moves the opening earlier: the same stretch, no transition.
+        let mut extended = firing.clone();
+        if let Some(episode) = extended.current_episode.as_mut() {
+            episode.opened_at = at(0);
+        }
+        assert_eq!(transitions(&firing, &extended), vec![]);
         let refired = state(Status::Firing, Some(2), false);
         assert_eq!(
             transitions(&firing, &refired),
             vec![
-                Transition::Closed { episode: 1 },
-                Transition::Opened { episode: 2 }
+                Transition::Closed {
+                    episode: 1,
+                    opened_at: at(1)
+                },
+                Transition::Opened {
+                    episode: 2,
+                    opened_at: at(2)
+                }
             ]
         );
     }
@@ -269,17 +339,17 @@ mod tests {
         let resolved = state(Status::Resolved, Some(1), false);
         let later = state(Status::Firing, Some(2), false);
         let m = MessageKind::Firing;
-        assert_eq!(decide(m, 1, Some(&firing), None, None), Decision::Send);
+        assert_eq!(decide(m, 1, Some(&firing)), Decision::Send);
         assert_eq!(
-            decide(m, 1, Some(&resolved), None, None),
+            decide(m, 1, Some(&resolved)),
             Decision::Suppress("resolved before it was sent")
         );
         assert_eq!(
-            decide(m, 1, Some(&later), None, None),
+            decide(m, 1, Some(&later)),
             Decision::Suppress("a later episode replaced this one")
         );
         assert_eq!(
-            decide(m, 1, None, None, None),
+            decide(m, 1, None),
             Decision::Suppress("resolved before it was sent")
         );
     }
@@ -288,84 +358,64 @@ mod tests {
     fn an_acknowledgement_stops_reminders_but_not_the_first_message() {
         let acknowledged = state(Status::Firing, Some(1), true);
         assert_eq!(
-            decide(MessageKind::Reminder, 1, Some(&acknowledged), None, None),
+            decide(MessageKind::Reminder, 1, Some(&acknowledged)),
             Decision::Suppress("acknowledged")
         );
         assert_eq!(
-            decide(MessageKind::Firing, 1, Some(&acknowledged), None, None),
+            decide(MessageKind::Firing, 1, Some(&acknowledged)),
             Decision::Send
         );
     }
 
-    fn at(minute: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 12, 3, 21, minute, 0).unwrap()
-    }
-
     fn announced(
         status: DeliveryStatus,
-        opened_minute: Option<u32>,
+        opened: Option<u32>,
         maybe_seen: bool,
     ) -> FiringAnnouncement {
         FiringAnnouncement {
             status,
-            episode_opened_at: opened_minute.map(at),
+            episode_opened_at: opened.map(at),
             maybe_seen,
+        }
+    }
+
+    fn span(number: i64, opened: u32, closed: Option<u32>) -> EpisodeSpan {
+        EpisodeSpan {
+            number,
+            opened_at: at(opened),
+            closed_at: closed.map(at),
         }
     }
 
     #[test]
     fn a_resolved_message_follows_only_a_delivered_firing_message() {
-        let resolved = state(Status::Resolved, Some(1), false);
-        let r = MessageKind::Resolved;
-        let span = Some((at(0), Some(at(10))));
-        let decide_with = |state: &AlertState, firing: Option<FiringAnnouncement>| {
-            decide(r, 1, Some(state), firing.as_ref(), span)
-        };
+        let closed = [span(1, 0, Some(10))];
+        let decision = |firing: FiringAnnouncement| decide_resolved(1, &[firing], &closed).0;
         assert_eq!(
-            decide_with(
-                &resolved,
-                Some(announced(DeliveryStatus::Delivered, Some(0), false))
-            ),
+            decision(announced(DeliveryStatus::Delivered, Some(0), false)),
             Decision::Send
         );
         assert_eq!(
-            decide_with(
-                &resolved,
-                Some(announced(DeliveryStatus::Pending, Some(0), false))
-            ),
+            decision(announced(DeliveryStatus::Pending, Some(0), false)),
             Decision::Defer
         );
         assert_eq!(
-            decide_with(
-                &resolved,
-                Some(announced(DeliveryStatus::Delivering, Some(0), true))
-            ),
+            decision(announced(DeliveryStatus::Delivering, Some(0), true)),
             Decision::Defer
         );
-        for told_nobody in [
-            None,
-            Some(announced(DeliveryStatus::Suppressed, Some(0), false)),
-            Some(announced(DeliveryStatus::Dead, Some(0), false)),
-        ] {
+        for status in [DeliveryStatus::Suppressed, DeliveryStatus::Dead] {
             assert_eq!(
-                decide_with(&resolved, told_nobody),
+                decision(announced(status, Some(0), false)),
                 Decision::Suppress("nobody was told this episode fired")
             );
         }
-        let refired = state(Status::Firing, Some(2), false);
         assert_eq!(
-            decide_with(
-                &refired,
-                Some(announced(DeliveryStatus::Delivered, Some(0), false))
-            ),
-            Decision::Send
+            decide_resolved(1, &[], &closed).0,
+            Decision::Suppress("nobody was told this episode fired")
         );
         // Rows from before the announced stretch was stored: the number alone decides.
         assert_eq!(
-            decide_with(
-                &resolved,
-                Some(announced(DeliveryStatus::Delivered, None, false))
-            ),
+            decision(announced(DeliveryStatus::Delivered, None, false)),
             Decision::Send
         );
     }
@@ -375,16 +425,10 @@ mod tests {
     /// it must also get its end.
     #[test]
     fn a_firing_message_that_may_have_been_seen_gets_its_resolved_message() {
-        let resolved = state(Status::Resolved, Some(1), false);
+        let closed = [span(1, 0, Some(1))];
         for status in [DeliveryStatus::Suppressed, DeliveryStatus::Dead] {
             assert_eq!(
-                decide(
-                    MessageKind::Resolved,
-                    1,
-                    Some(&resolved),
-                    Some(&announced(status, Some(0), true)),
-                    Some((at(0), Some(at(1)))),
-                ),
+                decide_resolved(1, &[announced(status, Some(0), true)], &closed).0,
                 Decision::Send
             );
         }
@@ -415,42 +459,45 @@ mod tests {
         assert!(!attempt_may_have_reached("retry", None, Some(&refused)));
     }
 
-    /// The breaker's case: episode 1 (alarm at :05) was announced; then a late alarm at
-    /// :01 and recovery at :02 arrived. Episode 1 is now [:01, :02], closed; the
-    /// announced alarm is episode 2 and still fires. No "resolved" for episode 1.
+    /// Episode 1 (alarm at :05) was announced; then a late alarm at :01 and recovery at
+    /// :02 arrived. Episode 1 is now [:01, :02]; the announced alarm is episode 2.
     #[test]
-    fn a_renumbered_episode_does_not_resolve_the_stretch_that_still_fires() {
-        let now_firing = state(Status::Firing, Some(2), false);
+    fn a_renumbered_stretch_is_resolved_when_it_ends_not_before() {
+        let firing = [announced(DeliveryStatus::Delivered, Some(5), false)];
+        // It still fires as episode 2: no "resolved" for it now.
+        let still = [span(1, 1, Some(2)), span(2, 5, None)];
         assert_eq!(
-            decide(
-                MessageKind::Resolved,
-                1,
-                Some(&now_firing),
-                Some(&announced(DeliveryStatus::Delivered, Some(5), false)),
-                Some((at(1), Some(at(2)))),
-            ),
+            decide_resolved(1, &firing, &still).0,
             Decision::Suppress(
-                "late history renumbered the episodes: the stretch announced under this number did not close"
+                "the announced stretch still fires (late history renumbered the episodes); its own cycle announces its end"
             )
         );
-        // An episode extended backwards by a late alarm still contains the announced one.
-        let resolved = state(Status::Resolved, Some(1), false);
-        assert_eq!(
-            decide(
-                MessageKind::Resolved,
-                1,
-                Some(&resolved),
-                Some(&announced(DeliveryStatus::Delivered, Some(5), false)),
-                Some((at(1), Some(at(9)))),
-            ),
-            Decision::Send
-        );
+        // The late batch also held its recovery at :08: its end is reported, with the
+        // times of the episode that contains it now.
+        let ended = [span(1, 1, Some(2)), span(2, 5, Some(8))];
+        let (decision, reported) = decide_resolved(1, &firing, &ended);
+        assert_eq!(decision, Decision::Send);
+        assert_eq!(reported, Some(&ended[1]));
+        // Two episodes merged into one by a late alarm: the announced one (opened :05)
+        // lies inside the merged episode 1 [:00, :07], which is closed.
+        let merged = [span(1, 0, Some(7))];
+        let (decision, reported) = decide_resolved(2, &firing, &merged);
+        assert_eq!(decision, Decision::Send);
+        assert_eq!(reported, Some(&merged[0]));
     }
 
     #[test]
     fn idempotency_keys_are_stable_and_distinct() {
         let key = |episode, kind, reminder| {
-            idempotency_key("room-3f", "offline", episode, kind, reminder, "ops")
+            idempotency_key(
+                "room-3f",
+                "offline",
+                episode,
+                Some(at(0)),
+                kind,
+                reminder,
+                "ops",
+            )
         };
         assert_eq!(
             key(1, MessageKind::Firing, 0),
@@ -460,7 +507,28 @@ mod tests {
         assert_eq!(parsed.get_version_num(), 5);
         assert_ne!(
             key(1, MessageKind::Firing, 0),
-            idempotency_key("room-3f", "offline", 1, MessageKind::Firing, 0, "chat")
+            idempotency_key(
+                "room-3f",
+                "offline",
+                1,
+                Some(at(0)),
+                MessageKind::Firing,
+                0,
+                "chat"
+            )
+        );
+        // The same number for another stretch of firing is another message.
+        assert_ne!(
+            key(1, MessageKind::Firing, 0),
+            idempotency_key(
+                "room-3f",
+                "offline",
+                1,
+                Some(at(9)),
+                MessageKind::Firing,
+                0,
+                "ops"
+            )
         );
         assert_ne!(
             key(1, MessageKind::Firing, 0),
