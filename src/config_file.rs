@@ -80,13 +80,19 @@ pub fn reason(error: &toml::de::Error) -> String {
 /// as `string "…"` (Rust debug-escaped), and `unknown variant` prints the variant as
 /// `` `…` ``. Both are replaced; keys (`unknown field`) and the expected values stay.
 fn redact_values(message: &str) -> String {
-    let message = redact_between(message, "string \"", debug_string_end, "a string");
-    redact_between(
-        &message,
-        "unknown variant `",
-        |rest| rest.find('`'),
-        "unknown variant",
-    )
+    let mut message = redact_between(message, "string \"", debug_string_end, "a string");
+    // Other values print as `integer `…``, `floating point `…``, `boolean `…``: an
+    // unquoted token or number in the file is as much a secret as a quoted one.
+    for (start, with) in [
+        ("unknown variant `", "unknown variant"),
+        ("integer `", "an integer"),
+        ("floating point `", "a number"),
+        ("boolean `", "a boolean"),
+        ("character `", "a character"),
+    ] {
+        message = redact_between(&message, start, |rest| rest.find('`'), with);
+    }
+    message
 }
 
 /// Replace each `start`…end (found by `end_of`, which gets the text after `start` and
@@ -150,6 +156,22 @@ mod tests {
         assert_eq!(
             redact_values("unknown field `max_attemps`, expected `max_attempts`"),
             "unknown field `max_attemps`, expected `max_attempts`"
+        );
+        assert_eq!(
+            redact_values("invalid type: integer `987654321`, expected a string"),
+            "invalid type: an integer, expected a string"
+        );
+        assert_eq!(
+            redact_values("invalid type: floating point `12500.0`, expected a string"),
+            "invalid type: a number, expected a string"
+        );
+        assert_eq!(
+            redact_values("invalid type: boolean `true`, expected a string"),
+            "invalid type: a boolean, expected a string"
+        );
+        assert_eq!(
+            redact_values("invalid value: integer `-77`, expected u32"),
+            "invalid value: an integer, expected u32"
         );
         // An unterminated quote (not serde's shape) is left as it is.
         assert_eq!(redact_values("string \"open"), "string \"open");

@@ -145,6 +145,13 @@ async fn a_trail_cursor_only_continues_its_own_trail(engine: Engine) {
         base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(serde_json::to_vec(&[version, scope[1].as_str()]).expect("json"))
     };
+    let spaced = {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let bytes = engine.decode(&cursor).expect("base64");
+        let text = String::from_utf8(bytes).expect("utf8").replace(',', " , ");
+        engine.encode(text)
+    };
     let old_style = {
         use base64::Engine as _;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"["-5"]"#)
@@ -169,6 +176,18 @@ async fn a_trail_cursor_only_continues_its_own_trail(engine: Engine) {
         (
             format!("/v1/devices/cur-a/events?cursor={old_style}"),
             "one part",
+        ),
+        (
+            format!("/v1/devices/cur-a/events?limit=2&cursor={}", forged("4")),
+            "edited version",
+        ),
+        (
+            format!("/v1/devices/cur-a/events?limit=2&cursor={}", forged("1")),
+            "edited back",
+        ),
+        (
+            format!("/v1/devices/cur-a/events?limit=2&cursor={spaced}"),
+            "not canonical JSON",
         ),
         (
             format!("/v1/devices/cur-b/events?limit=2&cursor={cursor}"),

@@ -188,19 +188,30 @@ async fn import_records_good_lines_and_names_refused_ones(engine: Engine) {
             .to_string(),
         json!({"event_id": "imp-1-alarm", "device_id": "imp-1", "kind": "recovery"}).to_string(),
     ];
-    let mut bytes = lines.join("\n").into_bytes();
+    // A byte-order mark before line 1 is not part of it.
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend_from_slice(lines.join("\n").as_bytes());
     // Line 8 holds a Latin-1 byte; the lines after it still count (line 9 uses CRLF).
     bytes.extend_from_slice(
         b"\n{\"device_id\":\"m1\",\"event_id\":\"lat\xe9\",\"kind\":\"alarm\"}\n",
     );
     bytes.extend_from_slice(alarm("imp-3").to_string().as_bytes());
     bytes.extend_from_slice(b"\r\n");
+    // Line 10 is longer than the API's body limit: refused without being held whole.
+    bytes.extend_from_slice(&vec![b'x'; alert_ledger::cli::import::MAX_LINE_BYTES + 10]);
+    bytes.extend_from_slice(b"\n");
+    bytes.extend_from_slice(alarm("imp-4").to_string().as_bytes());
     std::fs::write(&file, bytes).expect("write");
     let summary = import(&app.state.ledger, &file, 2).await.expect("import");
-    assert_eq!(summary.recorded, 3);
+    assert_eq!(summary.recorded, 4);
     assert_eq!(summary.duplicates, 1);
     let refused: Vec<u64> = summary.refused.iter().map(|(line, _)| *line).collect();
-    assert_eq!(refused, vec![2, 6, 7, 8]);
+    assert_eq!(refused, vec![2, 6, 7, 8, 10]);
+    assert_eq!(
+        summary.refused[4].1,
+        "longer than 1048576 bytes (the API's body limit)"
+    );
+    assert_eq!(app.trail("imp-4").await.len(), 1);
     assert!(
         summary.refused[1].1.contains("occured_at: unknown field"),
         "{:?}",

@@ -52,16 +52,30 @@ pub async fn import(
     let mut pending: Vec<(u64, NewEvent)> = Vec::new();
     let mut line_number = 0u64;
     // Lines as bytes: one line that is not UTF-8 is refused like any other bad line,
-    // instead of ending the import.
-    for bytes in BufReader::new(reader).split(b'\n') {
-        let bytes = match bytes {
-            Ok(bytes) => bytes,
+    // instead of ending the import. A line is read up to MAX_LINE_BYTES; the rest of a
+    // longer one is skipped unread into memory and the line refused.
+    let mut reader = BufReader::new(reader);
+    loop {
+        let (mut bytes, too_long) = match read_line(&mut reader) {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
             Err(error) => {
                 // What was read and validated so far is still recorded.
                 flush(ledger, &mut pending, &mut summary).await?;
                 return Err(ImportError::Read(name.clone(), error));
             }
         };
+        if line_number == 0 && bytes.starts_with(UTF8_BOM) {
+            bytes.drain(..UTF8_BOM.len());
+        }
+        if too_long {
+            line_number += 1;
+            summary.refused.push((
+                line_number,
+                format!("longer than {MAX_LINE_BYTES} bytes (the API's body limit)"),
+            ));
+            continue;
+        }
         line_number += 1;
         progress.inc(bytes.len() as u64 + 1);
         let line = match std::str::from_utf8(&bytes) {
@@ -107,6 +121,51 @@ fn parse_line(line: &str) -> Result<NewEvent, String> {
         }),
         Ok(_) => Err("each line must be one event object".to_string()),
     }
+}
+
+/// A byte-order mark some editors put at the start of a UTF-8 file.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The longest line taken, as the largest body `POST /v1/events` takes.
+pub const MAX_LINE_BYTES: usize = crate::http::MAX_BODY_BYTES;
+
+/// The next line without its `\n`, and whether it was longer than [`MAX_LINE_BYTES`]
+/// (then only its start is returned); `None` at the end of the input.
+fn read_line(reader: &mut impl BufRead) -> std::io::Result<Option<(Vec<u8>, bool)>> {
+    let mut line = Vec::new();
+    let read = reader
+        .by_ref()
+        .take(MAX_LINE_BYTES as u64 + 1)
+        .read_until(b'\n', &mut line)?;
+    if read == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        return Ok(Some((line, false)));
+    }
+    if line.len() <= MAX_LINE_BYTES {
+        // The last line, without a newline.
+        return Ok(Some((line, false)));
+    }
+    // Skip the rest of the long line in pieces.
+    loop {
+        let buffer = reader.fill_buf()?;
+        if buffer.is_empty() {
+            break;
+        }
+        match buffer.iter().position(|b| *b == b'\n') {
+            Some(at) => {
+                reader.consume(at + 1);
+                break;
+            }
+            None => {
+                let all = buffer.len();
+                reader.consume(all);
+            }
+        }
+    }
+    Ok(Some((line, true)))
 }
 
 async fn flush(

@@ -189,11 +189,12 @@ fn not_our_cursor() -> FieldError {
     FieldError::new("cursor", "is not a cursor this API returned")
 }
 
-/// A digest of the device and filters a cursor was handed out for: a cursor only
-/// continues the trail it came from, never another device's or another filter's.
-fn trail_scope(device_id: &str, filter: &TrailFilter) -> String {
+/// A digest of the device, filters and position a cursor was handed out for: a cursor
+/// only continues the trail it came from, never another device's or another filter's,
+/// and a cursor whose version was edited no longer matches its digest.
+fn trail_scope(device_id: &str, filter: &TrailFilter, after: i64) -> String {
     let name = format!(
-        "{device_id}\0{:?}\0{:?}\0{:?}\0{:?}\0{:?}",
+        "{device_id}\0{:?}\0{:?}\0{:?}\0{:?}\0{:?}\0{after}",
         filter.alert_key, filter.kind, filter.time, filter.from, filter.to
     );
     crate::integrations::short_hash(&name, 16)
@@ -246,7 +247,11 @@ fn trail_request(
         Some(cursor) => match decode_cursor(cursor, 2) {
             // Only the canonical form this API writes: no sign, no leading zeros.
             Ok(parts) => match parts[0].parse::<i64>() {
-                Ok(version) if version > 0 && version.to_string() == parts[0] => {
+                Ok(version)
+                    if version > 0
+                        && version.to_string() == parts[0]
+                        && encode_cursor(&[&parts[0], &parts[1]]) == *cursor =>
+                {
                     Some(TrailCursor {
                         after: version,
                         scope: parts[1].clone(),
@@ -285,13 +290,12 @@ async fn trail_page(
             "no events recorded for device {device_id}"
         )));
     }
-    let scope = trail_scope(device_id, filter);
     let after = match cursor {
         None => 0,
-        Some(cursor) if cursor.scope != scope => {
+        Some(cursor) if cursor.scope != trail_scope(device_id, filter, cursor.after) => {
             return Err(ApiError::InvalidQuery(vec![FieldError::new(
                 "cursor",
-                "was handed out for another device or other filters",
+                "was handed out for another device or other filters, or was edited",
             )]))
         }
         // Stream versions are never taken back, so a cursor past the head is forged.
@@ -302,9 +306,10 @@ async fn trail_page(
     };
     let events = with_pool!(&state.db, pool => pool.trail(device_id, filter, after, limit).await)?;
     let next_cursor = match events.last() {
-        Some(last) if events.len() as i64 == limit => {
-            Some(encode_cursor(&[&last.stream_version.to_string(), &scope]))
-        }
+        Some(last) if events.len() as i64 == limit => Some(encode_cursor(&[
+            &last.stream_version.to_string(),
+            &trail_scope(device_id, filter, last.stream_version),
+        ])),
         _ => None,
     };
     let linked: Vec<&str> = events

@@ -219,7 +219,9 @@ impl NotifyConfig {
                 if reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
                     return Err((
                         line,
-                        format!("receiver `{name}`: `{header}` is not a header name"),
+                        format!(
+                            "receiver `{name}`: a key of `headers` is not a valid HTTP header name"
+                        ),
                     ));
                 }
             }

@@ -164,6 +164,12 @@ const LOG_FILTER: &str = "($1 IS NULL OR device_id = $1) AND ($2 IS NULL OR aler
     AND ($3 IS NULL OR status = $3) \
     AND ($4 IS NULL OR created_at > $4 OR (created_at = $4 AND id > $5))";
 
+/// An attempt still `in_flight` when its message is claimed again, or finished without
+/// an attempt of its own, belongs to a server that died mid-delivery.
+const ABANDON_IN_FLIGHT: &str = "UPDATE notification_attempts SET outcome = 'abandoned', \
+    error = 'the server delivering it stopped before it finished' \
+    WHERE notification_id = $1 AND outcome = 'in_flight'";
+
 /// Outbox writes inside a projection transaction.
 pub trait OutboxTx: Send {
     /// Schedule a message; false when one with this idempotency key exists already.
@@ -429,11 +435,7 @@ engine_impl! {
                 return Ok(false);
             }
             // An attempt still in flight belongs to a server that died mid-delivery.
-            sqlx::query(
-                "UPDATE notification_attempts SET outcome = 'abandoned', \
-                   error = 'the server delivering it stopped before it finished' \
-                 WHERE notification_id = $1 AND outcome = 'in_flight'",
-            )
+            sqlx::query(ABANDON_IN_FLIGHT)
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -478,6 +480,14 @@ engine_impl! {
             if updated == 0 {
                 // The lease ran out and another server owns the message now.
                 return Ok(());
+            }
+            if finish.attempt.is_none() {
+                // Finished without an attempt of its own (suppressed, deferred): an attempt
+                // still in flight is one whose server died mid-delivery.
+                sqlx::query(ABANDON_IN_FLIGHT)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             }
             if let Some(attempt) = &finish.attempt {
                 sqlx::query(
