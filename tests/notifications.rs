@@ -1357,3 +1357,94 @@ fn an_oversized_or_non_utf8_config_file_is_refused_at_start() {
         "{stderr}"
     );
 }
+
+/// The third breaker's case: a server is killed while its firing attempt is in flight;
+/// the alert resolves before the lease runs out, so the message is suppressed when it is
+/// claimed again. The attempt that died must not stay `in_flight` for ever, and the
+/// receiver, which may be showing the alert, gets its end.
+async fn an_attempt_cut_off_by_a_kill_is_abandoned_even_when_its_message_is_suppressed(
+    engine: Engine,
+) {
+    let receiver = Receiver::start(0, vec![Reply::Slow(Duration::from_secs(6))]).await;
+    let Some((database_url, _db_dir)) = fresh_database(engine).await else {
+        return;
+    };
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("notify.toml");
+    let settings = Settings {
+        timeout: "4s",
+        lease: "5s",
+        ..QUICK
+    };
+    std::fs::write(&config, config_text(&receiver.url, &settings)).unwrap();
+    let config_path = config.display().to_string();
+    let env = [("ALERT_LEDGER_NOTIFY_CONFIG", config_path.as_str())];
+    let (mut servers, addresses) = start_servers_with(&database_url, 1, &env).await;
+    let client = reqwest::Client::new();
+    let post = |body: Value, address: String| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .post(format!("{address}/v1/events"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 201);
+        }
+    };
+    post(
+        event("cut-1", "a1", "alarm", Utc::now()),
+        addresses[0].clone(),
+    )
+    .await;
+    eventually("the attempt in flight", Duration::from_secs(10), || async {
+        !receiver.got().is_empty()
+    })
+    .await;
+    servers.0[0].kill().expect("SIGKILL");
+    servers.0[0].wait().expect("reap");
+    drop(servers);
+    let (_servers, addresses) = start_servers_with(&database_url, 1, &env).await;
+    post(
+        event("cut-1", "r1", "recovery", Utc::now()),
+        addresses[0].clone(),
+    )
+    .await;
+    eventually("the resolved message", Duration::from_secs(20), || async {
+        receiver
+            .messages("cut-1")
+            .contains(&"resolved#1".to_string())
+    })
+    .await;
+    let answer = client
+        .get(format!(
+            "{}/v1/notifications?device_id=cut-1&limit=100",
+            addresses[0]
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let rows = answer["notifications"].as_array().unwrap();
+    let firing = rows
+        .iter()
+        .find(|r| r["message"] == "firing")
+        .expect("the firing row");
+    assert_eq!(firing["status"], "suppressed", "{firing}");
+    let outcomes: Vec<&str> = firing["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, vec!["abandoned"], "{firing}");
+    assert_eq!(
+        receiver.messages("cut-1"),
+        vec!["firing#1".to_string(), "resolved#1".to_string()]
+    );
+}
+
+on_both_engines!(an_attempt_cut_off_by_a_kill_is_abandoned_even_when_its_message_is_suppressed);
