@@ -1163,6 +1163,16 @@ on_both_engines!(
     two_servers_deliver_each_message_once,
 );
 
+/// A notification config file for server processes; the directory lives as long as the
+/// returned guard.
+fn config_file(url: &str, settings: &Settings) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("notify.toml");
+    std::fs::write(&path, config_text(url, settings)).expect("write config");
+    let path = path.display().to_string();
+    (dir, path)
+}
+
 /// SIGKILL a real server while it delivers: after a restart every message is delivered,
 /// none is lost, and a repeat carries the same idempotency key.
 async fn a_server_killed_mid_delivery_loses_no_message(engine: Engine) {
@@ -1170,15 +1180,12 @@ async fn a_server_killed_mid_delivery_loses_no_message(engine: Engine) {
     let Some((database_url, _db_dir)) = fresh_database(engine).await else {
         return;
     };
-    let config_dir = tempfile::tempdir().unwrap();
-    let config = config_dir.path().join("notify.toml");
     let settings = Settings {
         timeout: "6s",
         lease: "8s",
         ..QUICK
     };
-    std::fs::write(&config, config_text(&receiver.url, &settings)).unwrap();
-    let config_path = config.display().to_string();
+    let (_config_dir, config_path) = config_file(&receiver.url, &settings);
     let env = [("ALERT_LEDGER_NOTIFY_CONFIG", config_path.as_str())];
     let (mut servers, addresses) = start_servers_with(&database_url, 1, &env).await;
     let client = reqwest::Client::new();
@@ -1369,15 +1376,12 @@ async fn an_attempt_cut_off_by_a_kill_is_abandoned_even_when_its_message_is_supp
     let Some((database_url, _db_dir)) = fresh_database(engine).await else {
         return;
     };
-    let config_dir = tempfile::tempdir().unwrap();
-    let config = config_dir.path().join("notify.toml");
     let settings = Settings {
         timeout: "4s",
         lease: "5s",
         ..QUICK
     };
-    std::fs::write(&config, config_text(&receiver.url, &settings)).unwrap();
-    let config_path = config.display().to_string();
+    let (_config_dir, config_path) = config_file(&receiver.url, &settings);
     let env = [("ALERT_LEDGER_NOTIFY_CONFIG", config_path.as_str())];
     let (mut servers, addresses) = start_servers_with(&database_url, 1, &env).await;
     let client = reqwest::Client::new();
