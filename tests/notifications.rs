@@ -1173,6 +1173,29 @@ fn config_file(url: &str, settings: &Settings) -> (tempfile::TempDir, String) {
     (dir, path)
 }
 
+/// Record one event on a server process; it must be new.
+async fn record_at(client: &reqwest::Client, address: &str, body: &Value) {
+    let response = client
+        .post(format!("{address}/v1/events"))
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 201);
+}
+
+/// A server process's delivery log (`query` as in `GET /v1/notifications`).
+async fn log_at(client: &reqwest::Client, address: &str, query: &str) -> Value {
+    client
+        .get(format!("{address}/v1/notifications?{query}"))
+        .send()
+        .await
+        .expect("request")
+        .json::<Value>()
+        .await
+        .expect("json")
+}
+
 /// SIGKILL a real server while it delivers: after a restart every message is delivered,
 /// none is lost, and a repeat carries the same idempotency key.
 async fn a_server_killed_mid_delivery_loses_no_message(engine: Engine) {
@@ -1191,13 +1214,12 @@ async fn a_server_killed_mid_delivery_loses_no_message(engine: Engine) {
     let client = reqwest::Client::new();
     let devices: Vec<String> = (0..5).map(|i| format!("crane-{i}")).collect();
     for device in &devices {
-        let response = client
-            .post(format!("{}/v1/events", addresses[0]))
-            .json(&event(device, "a1", "alarm", Utc::now()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 201);
+        record_at(
+            &client,
+            &addresses[0],
+            &event(device, "a1", "alarm", Utc::now()),
+        )
+        .await;
     }
     // The first delivery is being held by the receiver: kill the server now.
     eventually("a delivery in flight", Duration::from_secs(10), || async {
@@ -1213,14 +1235,7 @@ async fn a_server_killed_mid_delivery_loses_no_message(engine: Engine) {
         "every message delivered",
         Duration::from_secs(40),
         || async {
-            let answer = client
-                .get(format!("{}/v1/notifications?limit=1000", addresses[0]))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap();
+            let answer = log_at(&client, &addresses[0], "limit=1000").await;
             let rows = answer["notifications"]
                 .as_array()
                 .cloned()
@@ -1247,14 +1262,7 @@ async fn a_server_killed_mid_delivery_loses_no_message(engine: Engine) {
         got.len() > 5,
         "the message in flight at the kill is delivered again"
     );
-    let answer = client
-        .get(format!("{}/v1/notifications?limit=1000", addresses[0]))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let answer = log_at(&client, &addresses[0], "limit=1000").await;
     let abandoned = answer["notifications"]
         .as_array()
         .unwrap()
@@ -1385,21 +1393,10 @@ async fn an_attempt_cut_off_by_a_kill_is_abandoned_even_when_its_message_is_supp
     let env = [("ALERT_LEDGER_NOTIFY_CONFIG", config_path.as_str())];
     let (mut servers, addresses) = start_servers_with(&database_url, 1, &env).await;
     let client = reqwest::Client::new();
-    let post = |body: Value, address: String| {
-        let client = client.clone();
-        async move {
-            let response = client
-                .post(format!("{address}/v1/events"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status().as_u16(), 201);
-        }
-    };
-    post(
-        event("cut-1", "a1", "alarm", Utc::now()),
-        addresses[0].clone(),
+    record_at(
+        &client,
+        &addresses[0],
+        &event("cut-1", "a1", "alarm", Utc::now()),
     )
     .await;
     eventually("the attempt in flight", Duration::from_secs(10), || async {
@@ -1410,9 +1407,10 @@ async fn an_attempt_cut_off_by_a_kill_is_abandoned_even_when_its_message_is_supp
     servers.0[0].wait().expect("reap");
     drop(servers);
     let (_servers, addresses) = start_servers_with(&database_url, 1, &env).await;
-    post(
-        event("cut-1", "r1", "recovery", Utc::now()),
-        addresses[0].clone(),
+    record_at(
+        &client,
+        &addresses[0],
+        &event("cut-1", "r1", "recovery", Utc::now()),
     )
     .await;
     eventually("the resolved message", Duration::from_secs(20), || async {
@@ -1421,17 +1419,7 @@ async fn an_attempt_cut_off_by_a_kill_is_abandoned_even_when_its_message_is_supp
             .contains(&"resolved#1".to_string())
     })
     .await;
-    let answer = client
-        .get(format!(
-            "{}/v1/notifications?device_id=cut-1&limit=100",
-            addresses[0]
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let answer = log_at(&client, &addresses[0], "device_id=cut-1&limit=100").await;
     let rows = answer["notifications"].as_array().unwrap();
     let firing = rows
         .iter()

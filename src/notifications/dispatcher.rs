@@ -164,8 +164,6 @@ impl Dispatcher {
                 .finish_final(&row, token, DeliveryStatus::Dead, "unknown message kind")
                 .await;
         };
-        let state =
-            with_pool!(&self.db, pool => pool.alert_state(&row.device_id, &row.alert_key).await)?;
         // The episode whose facts the message shows: for a resolved message, the one
         // that now contains the announced stretch (late history can renumber it).
         let (decision, facts_episode) = match kind {
@@ -175,10 +173,13 @@ impl Dispatcher {
                 let (decision, reported) = decide_resolved(row.episode_number, &firings, &episodes);
                 (decision, reported.map_or(row.episode_number, |e| e.number))
             }
-            _ => (
-                decide(kind, row.episode_number, state.as_ref()),
-                row.episode_number,
-            ),
+            _ => {
+                let state = with_pool!(&self.db, pool => pool.alert_state(&row.device_id, &row.alert_key).await)?;
+                (
+                    decide(kind, row.episode_number, state.as_ref()),
+                    row.episode_number,
+                )
+            }
         };
         match decision {
             Decision::Suppress(reason) => {

@@ -362,33 +362,35 @@ engine_impl! {
         }
 
         async fn firing_announcements(&self, device_id: &str, alert_key: &str, episode: i64) -> Result<Vec<FiringAnnouncement>, StoreError> {
-            let rows: Vec<(String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
-                "SELECT id, status, episode_opened_at FROM notifications \
-                 WHERE device_id = $1 AND alert_key = $2 AND episode_number = $3 \
-                   AND message = 'firing'",
+            // One row per attempt (or one without, for a message never attempted).
+            type Row = (String, String, Option<DateTime<Utc>>, Option<String>, Option<i64>, Option<String>);
+            let rows: Vec<Row> = sqlx::query_as(
+                "SELECT n.id, n.status, n.episode_opened_at, a.outcome, a.status_code, a.error \
+                 FROM notifications n \
+                 LEFT JOIN notification_attempts a ON a.notification_id = n.id \
+                 WHERE n.device_id = $1 AND n.alert_key = $2 AND n.episode_number = $3 \
+                   AND n.message = 'firing' \
+                 ORDER BY n.id",
             )
             .bind(device_id)
             .bind(alert_key)
             .bind(episode)
             .fetch_all(self)
             .await?;
-            let mut announcements = Vec::with_capacity(rows.len());
-            for (id, status, episode_opened_at) in rows {
+            let mut announcements: Vec<(String, FiringAnnouncement)> = Vec::new();
+            for (id, status, episode_opened_at, outcome, code, error) in rows {
                 let Some(status) = DeliveryStatus::parse(&status) else {
                     continue;
                 };
-                let attempts: Vec<(String, Option<i64>, Option<String>)> = sqlx::query_as(
-                    "SELECT outcome, status_code, error FROM notification_attempts WHERE notification_id = $1",
-                )
-                .bind(&id)
-                .fetch_all(self)
-                .await?;
-                let maybe_seen = attempts
-                    .iter()
-                    .any(|(outcome, code, error)| attempt_may_have_reached(outcome, *code, error.as_deref()));
-                announcements.push(FiringAnnouncement { status, episode_opened_at, maybe_seen });
+                let reached = outcome
+                    .as_deref()
+                    .is_some_and(|outcome| attempt_may_have_reached(outcome, code, error.as_deref()));
+                match announcements.last_mut() {
+                    Some((last, announcement)) if *last == id => announcement.maybe_seen |= reached,
+                    _ => announcements.push((id, FiringAnnouncement { status, episode_opened_at, maybe_seen: reached })),
+                }
             }
-            Ok(announcements)
+            Ok(announcements.into_iter().map(|(_, announcement)| announcement).collect())
         }
 
         async fn episode_spans(&self, device_id: &str, alert_key: &str) -> Result<Vec<EpisodeSpan>, StoreError> {
